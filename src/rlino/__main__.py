@@ -1,0 +1,5 @@
+import sys
+
+from rlino.cli import main
+
+sys.exit(main())

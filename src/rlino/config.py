@@ -1,0 +1,260 @@
+"""The typed run configuration: six sections of plain values with documented defaults.
+
+A config is a TOML file whose tables are the sections below; any key can be overridden from the command line with
+`--set section.key=value` (the value is read as TOML, and as a plain string when it is not valid TOML). Unknown keys
+and wrong types are errors that name the key, the expected type and the closest valid key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from rlino.errors import RlinoError
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = "embedded:tiny"
+    """A hub id, a local Hugging Face model folder, or `embedded:tiny` (a small random model built locally)."""
+    dtype: str = "float32"
+    """Parameter dtype: `float32` (the default everywhere, and the only one exactness is tested in), `bfloat16`,
+    `float16`."""
+    device: str = "auto"
+    """`auto` (CUDA when available, else CPU), `cpu`, `cuda`, `cuda:N`."""
+
+
+@dataclass
+class TaskConfig:
+    name: str = "countdown"
+    """`countdown`, `gsm8k`, or a custom task as `package.module:factory`."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Keyword options passed to the task (e.g. `num_numbers`, `prompt_template`); each task documents its own."""
+
+
+@dataclass
+class MethodConfig:
+    name: str = "grpo"
+    """A row of the methods table: grpo, grpo_no_kl, dr_grpo, dapo, fisft_pos_neg, fisft_pos, fisft_neg, fisft_adv."""
+    weights: str | None = None
+    """Override the row's per-response weights: group-norm, group-center, pos-neg, pos, neg. Unset: the row's."""
+    aggregation: str | None = None
+    """Override the row's aggregation: seq-mean-token-mean, token-mean, seq-mean-token-sum-norm. Unset: the row's."""
+    clip: bool | None = None
+    """Override whether the loss goes through the clipped importance ratio. Unset: the row's."""
+    clip_eps: float | None = None
+    """Lower (and, unless clip_eps_high is set, upper) clip range. Unset: the row's (0.2)."""
+    clip_eps_high: float | None = None
+    """Upper clip range (DAPO's clip-higher). Unset: the row's (clip_eps, or 0.28 for dapo)."""
+    beta: float | None = None
+    """KL coefficient to the frozen reference model (k3 estimator). Unset: the row's (0.04 for grpo, else 0)."""
+    epochs_per_batch: int = 1
+    """Optimizer steps taken on each sampled batch; > 1 makes the importance ratio move away from 1."""
+    neg_weight: float = 1.0
+    """Magnitude of the weight on wrong responses for the fixed-weight F-ISFT rows (pos-neg, neg)."""
+    std: str = "sample"
+    """Group std in the group-norm weights: `sample` (unbiased, as TRL and verl) or `population` (the paper's)."""
+    adv_eps: float = 1e-4
+    """Added to the group std so all-correct and all-wrong groups get weight 0 instead of 0/0."""
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 100
+    """Optimizer steps (each on a freshly sampled batch, times epochs_per_batch)."""
+    prompts_per_step: int = 8
+    """Prompts drawn per step; a step samples prompts_per_step x group_size responses."""
+    group_size: int = 8
+    """Responses sampled per prompt (G)."""
+    learning_rate: float = 1e-6
+    """Peak learning rate of AdamW."""
+    lr_schedule: str = "constant"
+    """After warm-up: `constant`, `linear` (decay to 0) or `cosine` (decay to 0)."""
+    warmup_steps: int = 0
+    """Linear warm-up from 0 to the peak learning rate over this many optimizer steps."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    max_grad_norm: float = 1.0
+    """Gradient clipping by global L2 norm; 0 disables it."""
+    micro_batch_size: int = 16
+    """Responses per forward/backward pass; the update does not depend on it (losses use whole-step normalisers)."""
+    seed: int = 0
+    """Seeds prompt order, sampling noise and model initialisation of embedded models."""
+    save_every: int = 50
+    """Checkpoint every N steps (and always at the last step); 0 saves only at the end."""
+    keep_checkpoints: int = 2
+    """Number of most recent checkpoints kept; 0 keeps all."""
+    log_samples: int = 4
+    """Responses per step written to samples.jsonl."""
+    warn_zero_std_steps: int = 3
+    """Warn when every group has zero reward variance for this many steps in a row."""
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 1.0
+    """Sampling temperature; training log-probs are computed from logits / temperature, as in TRL and verl."""
+    top_p: float = 1.0
+    """Nucleus sampling mass."""
+    max_new_tokens: int = 256
+    """Maximum response length in tokens; longer responses are truncated (and counted in truncated_frac)."""
+    batch_size: int = 64
+    """Sequences generated together; the responses sampled do not depend on it (noise is counter-based)."""
+
+
+@dataclass
+class EvalConfig:
+    every: int = 50
+    """Evaluate on held-out items every N steps (and at the last step); 0 disables evaluation."""
+    num_items: int = 200
+    """Held-out items evaluated (from the task's test split)."""
+    temperature: float = 0.0
+    """0 = greedy decoding; > 0 samples one response per item."""
+    top_p: float = 1.0
+    max_new_tokens: int = 0
+    """0 = sampling.max_new_tokens."""
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+
+
+def _section_types() -> dict[str, dict[str, Any]]:
+    hints = typing.get_type_hints(Config)
+    return {name: typing.get_type_hints(cls) for name, cls in hints.items()}
+
+
+def _closest(word: str, choices: list[str]) -> str:
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _check_type(key: str, value: Any, expected: Any) -> Any:
+    """Return `value` converted to `expected` where that is lossless (int -> float), else raise RlinoError."""
+    origin = typing.get_origin(expected)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(expected):
+            try:
+                return _check_type(key, value, option)
+            except RlinoError:
+                pass
+        raise RlinoError(f"config key '{key}' expects {expected}, got {type(value).__name__} {value!r}")
+    if origin is dict or expected is dict:
+        if isinstance(value, dict):
+            return dict(value)
+    elif origin is list:
+        if isinstance(value, list):
+            return list(value)
+    elif expected is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif expected is bool:
+        if isinstance(value, bool):
+            return value
+    elif expected is str:
+        if isinstance(value, str):
+            return value
+    elif isinstance(value, expected):
+        return value
+    name = getattr(expected, "__name__", str(expected))
+    raise RlinoError(f"config key '{key}' expects {name}, got {type(value).__name__} {value!r}")
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> Config:
+    """Build a Config from nested dicts (a parsed TOML file), checking every key and type."""
+    types_ = _section_types()
+    cfg = Config()
+    for section, values in data.items():
+        if section not in types_:
+            raise RlinoError(f"{where}: unknown config section '{section}'{_closest(section, list(types_))}")
+        if not isinstance(values, dict):
+            raise RlinoError(f"{where}: '{section}' must be a table of keys, got {values!r}")
+        target = getattr(cfg, section)
+        for key, value in values.items():
+            full = f"{section}.{key}"
+            if key not in types_[section]:
+                valid = [f"{section}.{k}" for k in types_[section]]
+                raise RlinoError(f"{where}: unknown config key '{full}'{_closest(full, valid)}")
+            setattr(target, key, _check_type(full, value, types_[section][key]))
+    return cfg
+
+
+def parse_value(text: str) -> Any:
+    """Read a `--set` value as TOML (so 1e-4, true, [1, 2] and "x" work), else keep it as a plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `section.key=value` (or `section.key.sub=value` for dict keys like task.options) to nested dicts."""
+    for item in overrides:
+        if "=" not in item:
+            raise RlinoError(f"--set expects section.key=value, got '{item}'")
+        path, _, raw = item.partition("=")
+        parts = path.strip().split(".")
+        if len(parts) < 2:
+            raise RlinoError(f"--set expects section.key=value, got '{item}'")
+        node = data
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise RlinoError(f"--set {path}: '{part}' is not a table")
+        node[parts[-1]] = parse_value(raw.strip())
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a TOML config (or start from the defaults when `path` is None) and apply `--set` overrides."""
+    data: dict[str, Any] = {}
+    where = "config"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise RlinoError(f"config file not found: {p}")
+        try:
+            data = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise RlinoError(f"{p}: not valid TOML: {e}") from None
+        where = str(p)
+    apply_overrides(data, overrides or [])
+    return config_from_dict(data, where)
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def _drop_none(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _drop_none(v) for k, v in data.items() if v is not None}
+    return data
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the config as TOML (unset optional keys are left out, so the file loads back to the same Config)."""
+    Path(path).write_text(tomli_w.dumps(_drop_none(config_to_dict(cfg))))

@@ -1,0 +1,227 @@
+"""The objective: every method is one row over three independent choices.
+
+    loss = aggregate_t,i(  ℓ_it  )
+    ℓ_it = − w_i · ρ̃_it  +  β · KL_t            (ρ̃: clipped importance ratio, or log π when there is no ratio)
+
+1. weights w_i, one per response, from the group's rewards (`response_weights`);
+2. aggregation over tokens and responses (`aggregate`);
+3. regularisers: the PPO-style clipped ratio ρ_it = π_θ/π_old and the k3 KL estimate to a frozen reference.
+
+Everything here is a pure function over tensors: per-token log-probs [B, T], a 0/1 mask [B, T], rewards [B]
+(responses of one prompt adjacent, `group_size` of them), and optionally the sampling-time and reference log-probs.
+Nothing here knows about models, tokenizers or files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from rlino.errors import RlinoError
+
+WEIGHTS = ("group-norm", "group-center", "pos-neg", "pos", "neg")
+AGGREGATIONS = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm")
+GROUP_WEIGHTS = ("group-norm", "group-center")  # need group_size >= 2
+
+
+@dataclass(frozen=True)
+class Method:
+    """One fully resolved row of the methods table."""
+
+    name: str
+    weights: str
+    aggregation: str
+    clip: bool
+    clip_eps: float = 0.2
+    clip_eps_high: float = 0.2
+    beta: float = 0.0
+    epochs_per_batch: int = 1
+    neg_weight: float = 1.0
+    std: str = "sample"
+    adv_eps: float = 1e-4
+
+    @property
+    def needs_groups(self) -> bool:
+        return self.weights in GROUP_WEIGHTS
+
+
+# The named methods. `fisft_adv` and `grpo_no_kl` differ only in the ratio: on the first update of a fresh batch
+# (ratio = 1) their gradients are equal, which is the paper's claim made exact.
+METHODS: dict[str, Method] = {
+    "grpo": Method("grpo", "group-norm", "seq-mean-token-mean", clip=True, beta=0.04),
+    "grpo_no_kl": Method("grpo_no_kl", "group-norm", "seq-mean-token-mean", clip=True),
+    "dr_grpo": Method("dr_grpo", "group-center", "seq-mean-token-sum-norm", clip=True),
+    "dapo": Method("dapo", "group-norm", "token-mean", clip=True, clip_eps_high=0.28),
+    "fisft_pos_neg": Method("fisft_pos_neg", "pos-neg", "seq-mean-token-mean", clip=False),
+    "fisft_pos": Method("fisft_pos", "pos", "seq-mean-token-mean", clip=False),
+    "fisft_neg": Method("fisft_neg", "neg", "seq-mean-token-mean", clip=False),
+    "fisft_adv": Method("fisft_adv", "group-norm", "seq-mean-token-mean", clip=False),
+}
+
+
+def resolve_method(cfg) -> Method:
+    """Turn a `MethodConfig` (a row name plus optional overrides) into a concrete `Method`."""
+    from rlino.config import _closest
+
+    if cfg.name not in METHODS:
+        raise RlinoError(f"unknown method '{cfg.name}'{_closest(cfg.name, list(METHODS))}; "
+                         f"valid: {', '.join(METHODS)}")
+    row = METHODS[cfg.name]
+    changes = {k: getattr(cfg, k) for k in ("weights", "aggregation", "clip", "clip_eps", "beta")
+               if getattr(cfg, k) is not None}
+    if cfg.clip_eps_high is not None:
+        changes["clip_eps_high"] = cfg.clip_eps_high
+    elif cfg.clip_eps is not None and row.clip_eps_high == row.clip_eps:
+        changes["clip_eps_high"] = cfg.clip_eps  # a symmetric row stays symmetric
+    changes.update(epochs_per_batch=cfg.epochs_per_batch, neg_weight=cfg.neg_weight, std=cfg.std,
+                   adv_eps=cfg.adv_eps)
+    method = dataclasses.replace(row, **changes)
+    _validate(method)
+    return method
+
+
+def _validate(m: Method) -> None:
+    from rlino.config import _closest
+
+    if m.weights not in WEIGHTS:
+        raise RlinoError(f"method.weights: unknown '{m.weights}'{_closest(m.weights, list(WEIGHTS))}; "
+                         f"valid: {', '.join(WEIGHTS)}")
+    if m.aggregation not in AGGREGATIONS:
+        raise RlinoError(f"method.aggregation: unknown '{m.aggregation}'{_closest(m.aggregation, list(AGGREGATIONS))}"
+                         f"; valid: {', '.join(AGGREGATIONS)}")
+    if m.std not in ("sample", "population"):
+        raise RlinoError(f"method.std must be 'sample' or 'population', got '{m.std}'")
+    if m.beta < 0 or m.clip_eps < 0 or m.clip_eps_high < 0 or m.neg_weight < 0 or m.adv_eps < 0:
+        raise RlinoError("method.beta, clip_eps, clip_eps_high, neg_weight and adv_eps must be >= 0")
+    if m.epochs_per_batch < 1:
+        raise RlinoError(f"method.epochs_per_batch must be >= 1, got {m.epochs_per_batch}")
+
+
+def is_correct(rewards: torch.Tensor) -> torch.Tensor:
+    """A response is correct when its reward is 1 (a format bonus below 1 does not make it correct)."""
+    return rewards >= 1.0 - 1e-6
+
+
+def response_weights(rewards: torch.Tensor, group_size: int, method: Method) -> torch.Tensor:
+    """Per-response weight w_i [B] from rewards [B] laid out as consecutive groups of `group_size`.
+
+    group-norm:   (r_i − mean_g r) / (std_g r + eps)       GRPO's advantage (zero for all-equal groups)
+    group-center: r_i − mean_g r                            Dr. GRPO's advantage
+    pos-neg:      +1 if correct, −neg_weight if wrong       F-ISFT+−
+    pos:          +1 if correct, 0 if wrong                 F-ISFT+ (rejection-sampling fine-tuning)
+    neg:          0 if correct, −neg_weight if wrong        F-ISFT−
+    """
+    r = rewards.float()
+    if method.weights in GROUP_WEIGHTS:
+        if group_size < 2 or r.numel() % group_size:
+            raise RlinoError(f"method '{method.name}' needs groups: got {r.numel()} rewards for group_size {group_size}")
+        g = r.view(-1, group_size)
+        centred = g - g.mean(dim=1, keepdim=True)
+        if method.weights == "group-center":
+            return centred.reshape(-1)
+        std = g.std(dim=1, keepdim=True, unbiased=method.std == "sample")
+        return (centred / (std + method.adv_eps)).reshape(-1)
+    ok = is_correct(r).float()
+    if method.weights == "pos-neg":
+        return ok - method.neg_weight * (1 - ok)
+    if method.weights == "pos":
+        return ok
+    if method.weights == "neg":
+        return -method.neg_weight * (1 - ok)
+    raise RlinoError(f"unknown weights '{method.weights}'")
+
+
+def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str, *, num_responses: int | None = None,
+              num_tokens: float | None = None, max_new_tokens: int | None = None) -> torch.Tensor:
+    """Reduce per-token losses [B, T] to a scalar.
+
+    seq-mean-token-mean:      1/N Σ_i 1/|o_i| Σ_t ℓ_it        (GRPO; per-token weight shrinks with length)
+    token-mean:               1/Σ_i|o_i| Σ_i Σ_t ℓ_it          (DAPO; every token counts the same)
+    seq-mean-token-sum-norm:  1/(N·L_max) Σ_i Σ_t ℓ_it         (Dr. GRPO; a constant normaliser)
+
+    N and Σ|o_i| default to this batch's own; pass the whole step's counts when this batch is one micro-batch of
+    the step, so that micro-batch losses add up to the step's loss (gradient accumulation = one big batch).
+    """
+    mask = mask.to(per_token.dtype)
+    n = per_token.shape[0] if num_responses is None else num_responses
+    if mode == "seq-mean-token-mean":
+        lengths = mask.sum(dim=1).clamp(min=1)
+        return ((per_token * mask).sum(dim=1) / lengths).sum() / n
+    if mode == "token-mean":
+        total = mask.sum() if num_tokens is None else num_tokens
+        return (per_token * mask).sum() / max(float(total), 1.0)
+    if mode == "seq-mean-token-sum-norm":
+        if max_new_tokens is None:
+            raise RlinoError("aggregation 'seq-mean-token-sum-norm' needs max_new_tokens")
+        return (per_token * mask).sum() / (n * max_new_tokens)
+    raise RlinoError(f"unknown aggregation '{mode}'")
+
+
+def token_weights_for_length(lengths: torch.Tensor, mode: str, *, num_responses: int, num_tokens: float,
+                             max_new_tokens: int) -> torch.Tensor:
+    """The weight each token of a response of the given length gets under an aggregation (per unit of w_i)."""
+    if mode == "seq-mean-token-mean":
+        return 1.0 / (num_responses * lengths.float().clamp(min=1))
+    if mode == "token-mean":
+        return torch.full_like(lengths, 1.0 / num_tokens, dtype=torch.float)
+    if mode == "seq-mean-token-sum-norm":
+        return torch.full_like(lengths, 1.0 / (num_responses * max_new_tokens), dtype=torch.float)
+    raise RlinoError(f"unknown aggregation '{mode}'")
+
+
+@dataclass
+class LossOutput:
+    loss: torch.Tensor
+    """The scalar to call backward on."""
+    kl: torch.Tensor | None
+    """Mean k3 KL estimate over the batch's tokens (detached), when a reference was given."""
+    clip_frac: torch.Tensor | None
+    """Fraction of tokens whose gradient the clip removed (detached), when the ratio is clipped."""
+
+
+def token_loss(logp: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor, method: Method, *,
+               old_logp: torch.Tensor | None = None, ref_logp: torch.Tensor | None = None,
+               num_responses: int | None = None, num_tokens: float | None = None,
+               max_new_tokens: int | None = None) -> LossOutput:
+    """The loss for per-token log-probs `logp` [B, T] under per-response weights `weights` [B].
+
+    With clipping (GRPO family):  ℓ_it = −min(ρ_it w_i, clip(ρ_it, 1−ε_low, 1+ε_high) w_i),  ρ_it = exp(logp − old_logp)
+    Without (F-ISFT family):      ℓ_it = −w_i · logp_it        (weighted log-likelihood of the model's own samples)
+    KL (β > 0):                   ℓ_it += β (exp(ref − logp) − (ref − logp) − 1)   (k3, unbiased and ≥ 0)
+
+    `old_logp` defaults to `logp.detach()` (the first update on a fresh batch: ρ = 1, and ∇ρ = ∇log π, so the
+    clipped loss has the same gradient as the weighted log-likelihood).
+    """
+    w = weights.to(logp.dtype).unsqueeze(1)
+    clip_frac = None
+    if method.clip:
+        old = logp.detach() if old_logp is None else old_logp
+        ratio = torch.exp(logp - old)
+        clipped = ratio.clamp(1 - method.clip_eps, 1 + method.clip_eps_high)
+        per_token = -torch.minimum(ratio * w, clipped * w)
+        # a token is clipped when the clipped term is the smaller one and differs from the unclipped one
+        was_clipped = (clipped * w < ratio * w) & (clipped != ratio)
+        m = mask.bool()
+        clip_frac = (was_clipped & m).sum().float().detach() / m.sum().clamp(min=1)
+    else:
+        per_token = -w * logp
+    kl = None
+    if ref_logp is not None and method.beta > 0:
+        delta = ref_logp - logp
+        kl_tok = torch.exp(delta) - delta - 1
+        per_token = per_token + method.beta * kl_tok
+        kl = ((kl_tok * mask).sum() / mask.sum().clamp(min=1)).detach()
+    loss = aggregate(per_token, mask, method.aggregation, num_responses=num_responses, num_tokens=num_tokens,
+                     max_new_tokens=max_new_tokens)
+    return LossOutput(loss, kl, clip_frac)
+
+
+def objective(logp: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor, group_size: int, method: Method, *,
+              old_logp: torch.Tensor | None = None, ref_logp: torch.Tensor | None = None,
+              max_new_tokens: int | None = None) -> LossOutput:
+    """The whole step's loss in one call: weights from the rewards, then `token_loss` (a one-batch convenience)."""
+    weights = response_weights(rewards, group_size, method)
+    return token_loss(logp, mask, weights, method, old_logp=old_logp, ref_logp=ref_logp,
+                      max_new_tokens=max_new_tokens)

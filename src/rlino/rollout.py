@@ -1,0 +1,210 @@
+"""Sampling responses from a causal LM, and the per-token log-probs of given responses.
+
+Sampling is Gumbel-max with counter-based noise: the noise for a token is a hash of (seed, step, row id, position,
+vocabulary index), so the responses a step samples depend on nothing else: not on the generation batch size, not
+on which rows are generated together, not on any global RNG state. A resumed run samples exactly what an
+uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+MASK32 = 0xFFFFFFFF
+
+
+def _mix(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash (xorshift-multiply) on int64 tensors; constants < 2^27 keep products below 2^63."""
+    x = ((x ^ (x >> 16)) * 0x45D9F3B) & MASK32
+    x = ((x ^ (x >> 16)) * 0x45D9F3B) & MASK32
+    return x ^ (x >> 16)
+
+
+def row_keys(seed: int, step: int, row_ids: torch.Tensor) -> torch.Tensor:
+    """One 32-bit key per row from (seed, step, row id)."""
+    h = _mix(torch.full_like(row_ids, ((seed & MASK32) * 0x3243F6B + 0x1B873593) & MASK32))
+    h = _mix((h + (step & MASK32) * 0x27D4EB2) & MASK32)
+    return _mix((h + (row_ids & MASK32)) & MASK32)
+
+
+def gumbel_noise(keys: torch.Tensor, position: int, vocab_size: int) -> torch.Tensor:
+    """Gumbel(0, 1) noise [B, V], a pure function of each row's key, the position and the vocabulary index."""
+    h = _mix((keys + position * 0x5BD1E99) & MASK32)
+    vocab = torch.arange(vocab_size, device=keys.device, dtype=torch.int64)
+    x = _mix(_mix((h.unsqueeze(1) * 0x1000193 + vocab.unsqueeze(0)) & MASK32) ^ 0x2545F49)
+    u = (x.double() + 0.5) / 2.0**32
+    return -torch.log(-torch.log(u))
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Set to -inf every logit outside the smallest set of tokens whose probability mass reaches `top_p`."""
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    drop_sorted = (cum - sorted_logits.softmax(dim=-1)) >= top_p  # mass before this token already reached top_p
+    drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def choose_tokens(logits: torch.Tensor, keys: torch.Tensor, position: int, temperature: float,
+                  top_p: float) -> torch.Tensor:
+    """The next token per row: argmax when temperature is 0, else Gumbel-max over logits / temperature."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    scaled = top_p_filter(logits.float() / temperature, top_p)
+    noise = gumbel_noise(keys, position, logits.shape[-1]).to(scaled.dtype)
+    return (scaled + noise).argmax(dim=-1)
+
+
+@dataclass
+class Rollout:
+    prompt_ids: torch.Tensor
+    """[B, P] left-padded prompt tokens."""
+    prompt_mask: torch.Tensor
+    """[B, P] 1 for real prompt tokens."""
+    completion_ids: torch.Tensor
+    """[B, T] response tokens, right-padded."""
+    completion_mask: torch.Tensor
+    """[B, T] 1 for response tokens, the end-of-sequence token included."""
+    truncated: torch.Tensor
+    """[B] True where the response hit max_new_tokens without an end-of-sequence token."""
+    texts: list[str]
+    """Decoded responses, special tokens removed."""
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.completion_mask.sum(dim=1)
+
+    def micro_batches(self, size: int):
+        """Yield (row slice, (prompt_ids, prompt_mask, completion_ids, completion_mask)) of at most `size` rows,
+        with the padding columns none of their rows use trimmed off (exact, and cheaper)."""
+        for start in range(0, self.completion_ids.shape[0], size):
+            sl = slice(start, start + size)
+            pm, cm = self.prompt_mask[sl], self.completion_mask[sl]
+            first = int((pm.sum(dim=0) > 0).long().argmax())
+            last = max(int(cm.sum(dim=1).max()), 1)
+            yield sl, (self.prompt_ids[sl, first:], pm[:, first:], self.completion_ids[sl, :last], cm[:, :last])
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    ids = {tokenizer.eos_token_id}
+    gen = getattr(model, "generation_config", None)
+    extra = getattr(gen, "eos_token_id", None) if gen is not None else None
+    if isinstance(extra, int):
+        ids.add(extra)
+    elif extra:
+        ids.update(extra)
+    return sorted(i for i in ids if i is not None)
+
+
+def encode_prompts(tokenizer, prompts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded prompt ids and mask."""
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    width = max(len(e) for e in encoded)
+    ids = torch.full((len(prompts), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, e in enumerate(encoded):
+        if e:
+            ids[i, width - len(e):] = torch.tensor(e)
+            mask[i, width - len(e):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _step(model, cache, **inputs):
+    """One cached forward returning (cache, last-position logits); transformers renamed `past_key_values` to
+    `cache` in 5.x, so pass whichever this model's forward takes."""
+    params = inspect.signature(model.forward).parameters
+    name = "cache" if "cache" in params else "past_key_values"
+    if cache is not None:
+        inputs[name] = cache
+    out = model(**inputs, use_cache=True, logits_to_keep=1)
+    new_cache = out.cache if hasattr(out, "cache") else out.past_key_values
+    return new_cache, out.logits[:, -1]
+
+
+@torch.no_grad()
+def _generate(model, prompt_ids, prompt_mask, keys, *, eos_ids, pad_id, temperature, top_p, max_new_tokens):
+    device = prompt_ids.device
+    eos = torch.tensor(eos_ids, device=device)
+    position_ids = (prompt_mask.cumsum(dim=1) - 1).clamp(min=0)
+    cache, logits = _step(model, None, input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position_ids)
+    attention = prompt_mask
+    position = position_ids[:, -1:]
+    done = torch.zeros(prompt_ids.shape[0], dtype=torch.bool, device=device)
+    tokens = []
+    for t in range(max_new_tokens):
+        nxt = choose_tokens(logits, keys, t, temperature, top_p)
+        nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
+        tokens.append(nxt)
+        done = done | torch.isin(nxt, eos)
+        if bool(done.all()) or t == max_new_tokens - 1:
+            break
+        attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
+        position = position + 1
+        cache, logits = _step(model, cache, input_ids=nxt.unsqueeze(1), attention_mask=attention,
+                              position_ids=position)
+    completion = torch.stack(tokens, dim=1) if tokens else prompt_ids.new_zeros((prompt_ids.shape[0], 0))
+    is_eos = torch.isin(completion, eos)
+    # a token is part of the response when no end-of-sequence token came strictly before it
+    before = is_eos.long().cumsum(dim=1) - is_eos.long()
+    mask = (before == 0).long()
+    truncated = ~is_eos.any(dim=1)
+    return completion, mask, truncated
+
+
+def sample(model, tokenizer, prompts: list[str], row_ids: list[int] | torch.Tensor, *, seed: int, step: int,
+           temperature: float, top_p: float, max_new_tokens: int, batch_size: int = 64) -> Rollout:
+    """Sample one response per prompt (repeat a prompt G times for a group), keyed by `row_ids`.
+
+    Row `i` gets noise keyed by (seed, step, row_ids[i]); the same key gives the same response whatever else is
+    in the batch. `temperature` 0 decodes greedily.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
+    keys = row_keys(seed, step, torch.as_tensor(row_ids, dtype=torch.int64, device=device))
+    eos_ids, pad_id = _eos_ids(model, tokenizer), tokenizer.pad_token_id
+    parts = []
+    for start in range(0, len(prompts), batch_size):
+        sl = slice(start, start + batch_size)
+        # trim left padding this chunk does not need
+        width = int(prompt_mask[sl].sum(dim=1).max())
+        parts.append(_generate(model, prompt_ids[sl, -width:], prompt_mask[sl, -width:], keys[sl], eos_ids=eos_ids,
+                               pad_id=pad_id, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens))
+    model.train(was_training)
+    length = max(p[0].shape[1] for p in parts)
+    completion = torch.cat([F.pad(p[0], (0, length - p[0].shape[1]), value=pad_id) for p in parts])
+    mask = torch.cat([F.pad(p[1], (0, length - p[1].shape[1]), value=0) for p in parts])
+    truncated = torch.cat([p[2] for p in parts])
+    texts = [tokenizer.decode(row[m.bool()].tolist(), skip_special_tokens=True) for row, m in zip(completion, mask)]
+    return Rollout(prompt_ids, prompt_mask, completion, mask, truncated, texts)
+
+
+def token_logprobs(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
+                   completion_mask: torch.Tensor, temperature: float = 1.0,
+                   with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log π(o_t | q, o_<t) for each response token [B, T], from logits / temperature; optionally the entropy.
+
+    Computed with gradients when called with them enabled (the training forward); the entropy is always detached.
+    """
+    ids = torch.cat([prompt_ids, completion_ids], dim=1)
+    attention = torch.cat([prompt_mask, completion_mask], dim=1)
+    position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
+    logits = model(input_ids=ids, attention_mask=attention, position_ids=position_ids).logits
+    p = prompt_ids.shape[1]
+    logits = logits[:, p - 1: p - 1 + completion_ids.shape[1]].float()
+    if temperature > 0 and temperature != 1.0:
+        logits = logits / temperature
+    logp_all = logits.log_softmax(dim=-1)
+    logp = logp_all.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(dim=-1)
+    return logp, entropy

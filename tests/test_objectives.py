@@ -1,0 +1,122 @@
+"""The objective's math on real tensors: advantages, aggregations, clipping, KL, accumulation, equivalence."""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from rlino.objectives import METHODS, aggregate, objective, response_weights, token_loss, token_weights_for_length
+
+
+def method(name, **changes):
+    return dataclasses.replace(METHODS[name], **changes)
+
+
+@pytest.mark.parametrize("G,k", [(4, 1), (4, 2), (4, 3), (8, 1), (8, 5), (5, 2)])
+@pytest.mark.parametrize("std", ["population", "sample"])
+def test_group_advantages_closed_form(G, k, std):
+    rewards = torch.tensor([1.0] * k + [0.0] * (G - k))
+    w = response_weights(rewards, G, method("grpo", std=std, adv_eps=0.0))
+    p = k / G
+    scale = 1.0 if std == "population" else math.sqrt((G - 1) / G)
+    assert torch.allclose(w[:k], torch.full((k,), math.sqrt((1 - p) / p) * scale), atol=1e-6)
+    assert torch.allclose(w[k:], torch.full((G - k,), -math.sqrt(p / (1 - p)) * scale), atol=1e-6)
+
+
+def test_zero_variance_groups_get_zero_weight_and_groups_are_independent():
+    rewards = torch.tensor([1.0, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0])
+    w = response_weights(rewards, 4, METHODS["grpo"])
+    assert torch.equal(w[:8], torch.zeros(8))
+    assert w[8] > 0 and (w[9:] < 0).all()
+    d = response_weights(rewards, 4, METHODS["dr_grpo"])
+    assert torch.allclose(d[8:], torch.tensor([0.75, -0.25, -0.25, -0.25]))
+
+
+def test_fixed_weights_and_neg_weight():
+    r = torch.tensor([1.0, 0.0, 0.1, 1.0])  # 0.1: a format bonus, still wrong
+    assert response_weights(r, 2, METHODS["fisft_pos_neg"]).tolist() == [1, -1, -1, 1]
+    assert response_weights(r, 2, METHODS["fisft_pos"]).tolist() == [1, 0, 0, 1]
+    assert response_weights(r, 2, METHODS["fisft_neg"]).tolist() == [0, -1, -1, 0]
+    assert response_weights(r, 2, method("fisft_pos_neg", neg_weight=0.25)).tolist() == [1, -0.25, -0.25, 1]
+    adv = response_weights(r, 2, METHODS["fisft_adv"])
+    assert torch.equal(adv, response_weights(r, 2, METHODS["grpo_no_kl"]))
+
+
+def test_aggregations_by_hand():
+    per_token = torch.tensor([[1.0, 2.0, 3.0, 9.0], [4.0, 9.0, 9.0, 9.0]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
+    # per response: (1+2+3)/3 = 2 and 4/1 = 4; mean over 2 responses = 3
+    assert aggregate(per_token, mask, "seq-mean-token-mean").item() == pytest.approx(3.0)
+    # all 4 tokens: (1+2+3+4)/4
+    assert aggregate(per_token, mask, "token-mean").item() == pytest.approx(2.5)
+    # sum 10 over 2 responses x 8 max tokens
+    assert aggregate(per_token, mask, "seq-mean-token-sum-norm", max_new_tokens=8).item() == pytest.approx(10 / 16)
+    # as one micro-batch of a larger step: the step's normalisers are used
+    assert aggregate(per_token, mask, "seq-mean-token-mean", num_responses=4).item() == pytest.approx(1.5)
+    assert aggregate(per_token, mask, "token-mean", num_tokens=20).item() == pytest.approx(0.5)
+
+
+def test_token_weight_curves_by_hand():
+    lengths = torch.tensor([1, 10, 100])
+    seq = token_weights_for_length(lengths, "seq-mean-token-mean", num_responses=4, num_tokens=200,
+                                   max_new_tokens=100)
+    assert torch.allclose(seq, torch.tensor([1 / 4, 1 / 40, 1 / 400]))
+    tok = token_weights_for_length(lengths, "token-mean", num_responses=4, num_tokens=200, max_new_tokens=100)
+    assert torch.allclose(tok, torch.full((3,), 1 / 200))
+    dr = token_weights_for_length(lengths, "seq-mean-token-sum-norm", num_responses=4, num_tokens=200,
+                                  max_new_tokens=100)
+    assert torch.allclose(dr, torch.full((3,), 1 / 400))
+
+
+def test_clipped_tokens_get_zero_gradient():
+    old = torch.zeros(2, 3)
+    # row 0 positive weight: ratios e^0.5 (above 1.2: clipped), 1.0, e^-0.5 (below 0.8: not clipped for w > 0)
+    # row 1 negative weight: ratios e^0.5 (not clipped for w < 0), 1.0, e^-0.5 (clipped)
+    logp = torch.tensor([[0.5, 0.0, -0.5], [0.5, 0.0, -0.5]], requires_grad=True)
+    mask = torch.ones(2, 3)
+    w = torch.tensor([1.0, -1.0])
+    out = token_loss(logp, mask, w, METHODS["grpo_no_kl"], old_logp=old)
+    out.loss.backward()
+    g = logp.grad
+    assert g[0, 0] == 0 and g[1, 2] == 0
+    assert g[0, 1] != 0 and g[0, 2] != 0 and g[1, 0] != 0 and g[1, 1] != 0
+    assert out.clip_frac.item() == pytest.approx(2 / 6)
+    # unclipped tokens: d/dlogp of -w * exp(logp - old) / (3 * 2)
+    assert g[0, 1].item() == pytest.approx(-1 / 6)
+    assert g[1, 0].item() == pytest.approx(math.exp(0.5) / 6, rel=1e-6)
+
+
+def test_dapo_clip_higher_bounds():
+    m = METHODS["dapo"]
+    assert (m.clip_eps, m.clip_eps_high) == (0.2, 0.28)
+    old = torch.zeros(1, 2)
+    logp = torch.tensor([[math.log(1.25), math.log(1.3)]], requires_grad=True)  # 1.25 inside 1.28, 1.3 outside
+    token_loss(logp, torch.ones(1, 2), torch.tensor([1.0]), m, old_logp=old).loss.backward()
+    assert logp.grad[0, 0] != 0 and logp.grad[0, 1] == 0
+
+
+def test_k3_kl_value_and_gradient():
+    logp = torch.tensor([[-1.0, -2.0]], requires_grad=True)
+    ref = torch.tensor([[-1.0, -1.0]])
+    out = token_loss(logp, torch.ones(1, 2), torch.zeros(1), METHODS["grpo"], ref_logp=ref)
+    # token 0: ref == logp -> 0; token 1: delta = 1 -> e - 1 - 1
+    assert out.kl.item() == pytest.approx((math.e - 2) / 2)
+    out.loss.backward()
+    # d/dlogp [beta (e^(ref-logp) - (ref-logp) - 1)] = beta (1 - e^(ref-logp)), averaged over 2 tokens
+    assert logp.grad[0, 0].item() == pytest.approx(0.0, abs=1e-7)
+    assert logp.grad[0, 1].item() == pytest.approx(0.04 * (1 - math.e) / 2, rel=1e-6)
+
+
+def test_fisft_adv_loss_equals_first_update_grpo_gradient_on_tensors():
+    torch.manual_seed(0)
+    logp = (-torch.rand(8, 6) * 3).requires_grad_(True)
+    mask = (torch.rand(8, 6) > 0.2).long()
+    rewards = torch.tensor([1.0, 0, 0, 1, 0, 0, 0, 1])
+    grads = []
+    for name in ("fisft_adv", "grpo_no_kl"):
+        logp.grad = None
+        objective(logp, mask, rewards, 4, METHODS[name]).loss.backward()
+        grads.append(logp.grad.clone())
+    assert grads[0].abs().sum() > 0
+    assert torch.allclose(grads[0], grads[1], atol=1e-7)

@@ -1,0 +1,159 @@
+"""`rlino train` end to end on the embedded tiny model: every method, resume, loud failures, clear errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from rlino.cli import main
+from rlino.errors import RlinoError
+from rlino.models import build_embedded
+from rlino.objectives import METHODS
+from rlino.trainer import TIMING_KEYS, RlinoWarning, complete_checkpoints, train
+
+SMOKE = str(Path(__file__).parents[1] / "configs" / "smoke.toml")
+KEYS = {"step", "reward_mean", "reward_std", "accuracy", "frac_zero_std_groups", "truncated_frac", "length_mean",
+        "length_correct_mean", "length_wrong_mean", "loss", "grad_norm", "entropy", "step_time_s", "tokens_per_s"}
+
+
+def read_metrics(run):
+    return [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_trains_and_saves_a_loadable_checkpoint(tmp_path, name, capsys):
+    out = tmp_path / name
+    assert main(["train", SMOKE, "--set", f"method.name={name}", "--out", str(out)]) == 0
+    rows = read_metrics(out)
+    assert [r["step"] for r in rows] == [1, 2]
+    for r in rows:
+        assert KEYS <= set(r)
+        assert ("kl" in r) == (METHODS[name].beta > 0)
+        assert ("clip_frac" in r) == METHODS[name].clip
+    assert {"eval/accuracy", "eval/length_mean"} <= set(rows[-1])
+    final = complete_checkpoints(out)[-1]
+    assert f"final model: {final}" in capsys.readouterr().out
+    model = AutoModelForCausalLM.from_pretrained(final)
+    tok = AutoTokenizer.from_pretrained(final)
+    assert tok.decode(tok("12 + 3 <answer>")["input_ids"]) == "12 + 3 <answer>"
+    assert model.config.model_type == "qwen2"
+    samples = [json.loads(s) for s in (out / "samples.jsonl").read_text().splitlines()]
+    assert {"step", "prompt", "response", "reward"} <= set(samples[0])
+    assert (out / "config.toml").read_text().count(f'name = "{name}"') == 1
+
+
+TOY = ["task.name=toy_task:make", "task.options={}"]
+
+
+@pytest.mark.parametrize("name", ["grpo", "fisft_pos_neg"])
+def test_resume_matches_an_uninterrupted_run(tmp_path, name):
+    common = TOY + [f"method.name={name}", "train.save_every=1", "eval.every=2", "train.warmup_steps=2",
+                    "method.epochs_per_batch=2"]
+    whole = train(SMOKE, common + ["train.steps=4"], out=tmp_path / "whole")
+    train(SMOKE, common + ["train.steps=2"], out=tmp_path / "split")
+    split = train(None, ["train.steps=4"], resume=tmp_path / "split")
+    a = AutoModelForCausalLM.from_pretrained(whole).state_dict()
+    b = AutoModelForCausalLM.from_pretrained(split).state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    init = build_embedded("tiny", seed=0)[0].state_dict()
+    assert all(not torch.equal(a[k], init[k]) for k in init if "norm" not in k)  # training really moved them
+    rows = read_metrics(tmp_path / "whole")
+    assert 0 < rows[0]["accuracy"] < 1 and rows[0]["grad_norm"] > 0
+    if name == "grpo":
+        assert rows[-1]["kl"] > 0 and rows[-1]["clip_frac"] >= 0
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+
+    assert strip(read_metrics(tmp_path / "whole")) == strip(read_metrics(tmp_path / "split"))
+    assert [r["step"] for r in read_metrics(tmp_path / "split")] == [1, 2, 3, 4]
+
+
+def test_resume_drops_log_lines_written_after_the_last_checkpoint(tmp_path):
+    train(SMOKE, ["train.steps=2", "train.save_every=1", "eval.every=0"], out=tmp_path / "r")
+    # simulate a crash after step 2's metrics were written but before its checkpoint completed
+    ckpts = complete_checkpoints(tmp_path / "r")
+    ckpts[-1].rename(ckpts[-1].with_name(ckpts[-1].name + ".tmp"))
+    train(None, ["train.steps=3"], resume=tmp_path / "r")
+    assert [r["step"] for r in read_metrics(tmp_path / "r")] == [1, 2, 3]
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    import rlino.trainer as trainer
+
+    real = trainer.token_logprobs
+    calls = {"n": 0}
+
+    def poisoned(model, *args, **kwargs):
+        logp, ent = real(model, *args, **kwargs)
+        if torch.is_grad_enabled() and trainer_step["step"] == 2:
+            logp = logp * float("nan")
+        return logp, ent
+
+    trainer_step = {"step": 0}
+    real_step = trainer.Run.train_step
+
+    def counting(self, step):
+        trainer_step["step"] = step
+        calls["n"] += 1
+        return real_step(self, step)
+
+    monkeypatch.setattr(trainer, "token_logprobs", poisoned)
+    monkeypatch.setattr(trainer.Run, "train_step", counting)
+    with pytest.raises(RlinoError, match=r"loss is nan at step 2 .*Last good checkpoint: .*step-000001"):
+        train(SMOKE, ["train.steps=3", "train.save_every=1", "eval.every=0"], out=tmp_path / "n")
+    assert [p.name for p in complete_checkpoints(tmp_path / "n")] == ["step-000001"]
+
+
+def test_warns_when_every_response_is_truncated(tmp_path):
+    with pytest.warns(RlinoWarning, match="every response was truncated"):
+        train(SMOKE, ["sampling.max_new_tokens=2", "train.steps=1", "eval.every=0"], out=tmp_path / "t")
+
+
+def test_warns_when_groups_have_zero_variance_for_several_steps(tmp_path):
+    # the random tiny model never solves Countdown: every group is all-wrong
+    with pytest.warns(RlinoWarning, match="zero reward variance for 2 steps in a row"):
+        train(SMOKE, ["train.warn_zero_std_steps=2", "eval.every=0"], out=tmp_path / "z")
+
+
+def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
+    assert main(["train", SMOKE, "--set", "train.step=3", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rlino: error:") and "did you mean 'train.steps'" in err and "Traceback" not in err
+    assert main(["train", str(tmp_path / "missing.toml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_missing_model_folder(tmp_path):
+    with pytest.raises(RlinoError, match="model folder not found: ./no/such/model"):
+        train(SMOKE, ["model.name_or_path=./no/such/model"], out=tmp_path / "m")
+
+
+def test_hub_model_unreachable_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RlinoError, match="could not load model 'nobody/no-such-model'"):
+        train(SMOKE, ["model.name_or_path=nobody/no-such-model"], out=tmp_path / "h")
+
+
+def test_folder_that_is_not_a_model(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RlinoError, match="has no config.json"):
+        train(SMOKE, [f"model.name_or_path={tmp_path / 'empty'}"], out=tmp_path / "e")
+
+
+def test_existing_run_folder_needs_resume(tmp_path):
+    train(SMOKE, ["train.steps=1", "eval.every=0"], out=tmp_path / "r")
+    with pytest.raises(RlinoError, match="already holds a run: pass --resume"):
+        train(SMOKE, ["train.steps=1"], out=tmp_path / "r")
+    with pytest.raises(RlinoError, match="no config.toml there"):
+        train(None, [], resume=tmp_path / "nothing")
+
+
+def test_local_model_folder_round_trip(tmp_path):
+    """A checkpoint is a model folder that rlino itself can start from."""
+    first = train(SMOKE, ["train.steps=1", "eval.every=0"], out=tmp_path / "a")
+    train(SMOKE, ["train.steps=1", "eval.every=0", f"model.name_or_path={first}"], out=tmp_path / "b")
+    assert read_metrics(tmp_path / "b")[0]["step"] == 1
