@@ -157,3 +157,20 @@ def test_local_model_folder_round_trip(tmp_path):
     first = train(SMOKE, ["train.steps=1", "eval.every=0"], out=tmp_path / "a")
     train(SMOKE, ["train.steps=1", "eval.every=0", f"model.name_or_path={first}"], out=tmp_path / "b")
     assert read_metrics(tmp_path / "b")[0]["step"] == 1
+
+
+def test_gsm8k_smoke_config_runs_offline(tmp_path):
+    cfg = str(Path(__file__).parents[1] / "configs" / "smoke-gsm8k.toml")
+    assert main(["train", cfg, "--out", str(tmp_path / "g")]) == 0
+    assert "eval/accuracy" in read_metrics(tmp_path / "g")[-1]
+
+
+def test_bad_data_row_stops_before_training(tmp_path, capsys):
+    train_file = tmp_path / "train.jsonl"
+    train_file.write_text('{"question": "1+1?", "answer": "#### 2"}\n{"question": "2+2?"}\n')
+    code = main(["train", SMOKE, "--set", "task.name=gsm8k", "--set", "task.options={}", "--set",
+                 f"task.options.train_file='{train_file}'", "--set", f"task.options.test_file='{train_file}'",
+                 "--out", str(tmp_path / "d")])
+    err = capsys.readouterr().err
+    assert code == 2 and "row 1" in err and "answer" in err
+    assert not (tmp_path / "d" / "metrics.jsonl").exists()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+import warnings
 
 from rlino.errors import RlinoError
 
@@ -37,8 +37,19 @@ def _methods_table() -> str:
     return "\n".join(rows)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line, written through tqdm so they do not break the progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(f"rlino: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one progress bar (the run's), not one per saved checkpoint
+    warnings.showwarning = _show_warning
     try:
         if args.command == "train":
             from rlino.trainer import train

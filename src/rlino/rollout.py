@@ -198,13 +198,14 @@ def token_logprobs(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, c
     position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
     logits = model(input_ids=ids, attention_mask=attention, position_ids=position_ids).logits
     p = prompt_ids.shape[1]
-    logits = logits[:, p - 1: p - 1 + completion_ids.shape[1]].float()
-    if temperature > 0 and temperature != 1.0:
-        logits = logits / temperature
-    logp_all = logits.log_softmax(dim=-1)
-    logp = logp_all.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            entropy = -(logp_all.exp() * logp_all).sum(dim=-1)
-    return logp, entropy
+    logits = logits[:, p - 1: p - 1 + completion_ids.shape[1]]
+    scale = 1.0 / temperature if temperature > 0 else 1.0
+    # row by row: a [T, V] log-softmax at a time instead of [B, T, V] (the vocabulary of real models is ~150k)
+    logps, entropies = [], []
+    for row_logits, row_ids in zip(logits, completion_ids):
+        logp_all = (row_logits.float() * scale).log_softmax(dim=-1)
+        logps.append(logp_all.gather(-1, row_ids.unsqueeze(-1)).squeeze(-1))
+        if with_entropy:
+            with torch.no_grad():
+                entropies.append(-(logp_all.exp() * logp_all).sum(dim=-1))
+    return torch.stack(logps), (torch.stack(entropies) if with_entropy else None)

@@ -152,12 +152,13 @@ class Run:
         G = c.train.group_size
         items = [self.train_items[i] for i in
                  prompt_indices(step, c.train.prompts_per_step, len(self.train_items), c.train.seed)]
-        prompts = [it.prompt for it in items for _ in range(G)]
+        row_items = [it for it in items for _ in range(G)]  # a group's G responses are adjacent
+        prompts = [it.prompt for it in row_items]
         rollout = sample(self.model, self.tokenizer, prompts, list(range(len(prompts))), seed=c.train.seed, step=step,
                          temperature=c.sampling.temperature, top_p=c.sampling.top_p,
                          max_new_tokens=c.sampling.max_new_tokens, batch_size=c.sampling.batch_size)
-        rewards = torch.tensor([self.task.score(text, it) for text, it in zip(rollout.texts, [i for i in items
-                                for _ in range(G)])], dtype=torch.float)
+        rewards = torch.tensor([self.task.score(text, it) for text, it in zip(rollout.texts, row_items)],
+                               dtype=torch.float)
         t_sample = time.perf_counter()
 
         device = rollout.completion_ids.device
@@ -187,7 +188,7 @@ class Run:
                 out.loss.backward()
                 tokens = float(mb[3].sum())
                 if epoch == 0:
-                    sums["loss"] += float(out.loss)
+                    sums["loss"] += float(out.loss.detach())
                     sums["entropy"] += float((entropy * mb[3]).sum())
                     if out.kl is not None:
                         sums["kl"] += float(out.kl) * tokens
@@ -228,7 +229,7 @@ class Run:
         samples = [{"step": step, "prompt": it.prompt, "response": rollout.texts[i], "reward": float(rewards[i]),
                     "length": int(rollout.lengths[i]), "truncated": bool(rollout.truncated[i]),
                     "uid": getattr(it, "uid", None)}
-                   for i, it in zip(range(c.train.log_samples), [x for x in items for _ in range(G)])]
+                   for i, it in zip(range(c.train.log_samples), row_items)]
         return metrics | {"_samples": samples}
 
     def _warn(self, step: int, metrics: dict[str, Any]) -> None:
