@@ -1,0 +1,30 @@
+"""The README stays true: every config key is documented, every method is in the table, the commands exist."""
+
+import dataclasses
+import re
+from pathlib import Path
+
+from rlino.config import Config
+from rlino.objectives import METHODS
+
+ROOT = Path(__file__).parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_every_config_key_is_in_the_reference():
+    for section in dataclasses.fields(Config):
+        for key in dataclasses.fields(section.type if isinstance(section.type, type) else getattr(Config(), section.name)):
+            assert f"`{section.name}.{key.name}`" in README, f"{section.name}.{key.name} missing from README"
+
+
+def test_every_method_is_in_the_table():
+    for name in METHODS:
+        assert re.search(rf"^\| `{name}` \|", README, re.M), name
+
+
+def test_two_set_up_and_go_commands_and_ci_runs_the_test_one():
+    commands = re.findall(r"```bash\n(python3 -m venv .*)\n```", README)
+    assert len(commands) == 2
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert commands[1] in ci
+    assert "pytest" in commands[1] and "rlino " in commands[0]
