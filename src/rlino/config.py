@@ -124,6 +124,8 @@ class EvalConfig:
     top_p: float = 1.0
     max_new_tokens: int = 0
     """0 = sampling.max_new_tokens."""
+    log_samples: int = 5
+    """Responses per evaluation written to eval_samples.jsonl (the first held-out items)."""
 
 
 @dataclass

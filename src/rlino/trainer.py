@@ -46,7 +46,7 @@ warnings.simplefilter("always", RlinoWarning)
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.pt"
-TIMING_KEYS = ("step_time_s", "tokens_per_s", "sample_time_s", "update_time_s")
+TIMING_KEYS = ("step_time_s", "tokens_per_s", "sample_time_s", "update_time_s", "time_s")
 
 
 def validate(cfg: Config) -> Method:
@@ -115,7 +115,8 @@ def prompt_indices(step: int, per_step: int, num_items: int, seed: int) -> list[
 class Run:
     """One training run in one folder: build everything from the config, then `fit()`."""
 
-    def __init__(self, cfg: Config, out_dir: str | Path, resume: bool = False):
+    def __init__(self, cfg: Config, out_dir: str | Path, resume: bool = False, label: str | None = None):
+        self.label = label
         self.method = validate(cfg)
         self.cfg = resolved_config(cfg, self.method)
         self.out = Path(out_dir)
@@ -138,6 +139,7 @@ class Run:
                                            weight_decay=c.train.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(c))
         self.step = 0
+        self.elapsed = 0.0  # wall seconds spent in steps and evaluations, across resumes
         self.zero_std_streak = 0
         torch.manual_seed(c.train.seed)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -248,22 +250,29 @@ class Run:
     def fit(self) -> Path:
         c = self.cfg
         eval_tokens = c.eval.max_new_tokens or c.sampling.max_new_tokens
-        bar = tqdm(total=c.train.steps, initial=self.step, desc=self.method.name, file=sys.stderr, dynamic_ncols=True)
+        bar = tqdm(total=c.train.steps, initial=self.step, desc=self.label or self.method.name, file=sys.stderr,
+                   dynamic_ncols=True)
         last_eval = None
-        with open(self.out / "metrics.jsonl", "a") as mf, open(self.out / "samples.jsonl", "a") as sf:
+        files = {name: open(self.out / name, "a") for name in ("metrics.jsonl", "samples.jsonl", "eval_samples.jsonl")}
+        try:
             for step in range(self.step + 1, c.train.steps + 1):
+                t0 = time.perf_counter()
                 metrics = self.train_step(step)
-                samples = metrics.pop("_samples")
+                lines = {"samples.jsonl": metrics.pop("_samples")}
                 if c.eval.every and (step % c.eval.every == 0 or step == c.train.steps):
-                    metrics.update(evaluate(self.model, self.tokenizer, self.task, self.eval_items,
-                                            seed=c.train.seed, temperature=c.eval.temperature, top_p=c.eval.top_p,
-                                            max_new_tokens=eval_tokens, batch_size=c.sampling.batch_size))
+                    result = evaluate(self.model, self.tokenizer, self.task, self.eval_items, seed=c.train.seed,
+                                      temperature=c.eval.temperature, top_p=c.eval.top_p,
+                                      max_new_tokens=eval_tokens, batch_size=c.sampling.batch_size,
+                                      log_samples=c.eval.log_samples)
+                    lines["eval_samples.jsonl"] = [{"step": step, **s} for s in result.pop("samples", [])]
+                    metrics.update(result)
                     last_eval = metrics["eval/accuracy"]
-                mf.write(json.dumps(metrics) + "\n")
-                mf.flush()
-                for s in samples:
-                    sf.write(json.dumps(s) + "\n")
-                sf.flush()
+                self.elapsed += time.perf_counter() - t0
+                metrics["time_s"] = self.elapsed
+                lines["metrics.jsonl"] = [metrics]
+                for name, rows in lines.items():
+                    files[name].write("".join(json.dumps(r) + "\n" for r in rows))
+                    files[name].flush()
                 self.step = step
                 if step == c.train.steps or (c.train.save_every and step % c.train.save_every == 0):
                     self.save_checkpoint()
@@ -272,7 +281,10 @@ class Run:
                     postfix["eval"] = f"{last_eval:.3f}"
                 bar.set_postfix(postfix)
                 bar.update(1)
-        bar.close()
+        finally:
+            for f in files.values():
+                f.close()
+            bar.close()
         return self.checkpoint_dir(self.step)
 
     # ---- checkpoints ------------------------------------------------------------------------------------------
@@ -287,6 +299,7 @@ class Run:
         save_model(self.model, self.tokenizer, tmp)
         torch.save({"step": self.step, "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict(), "zero_std_streak": self.zero_std_streak,
+                    "elapsed": self.elapsed,
                     "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()}, tmp / STATE_FILE)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
@@ -312,9 +325,9 @@ class Run:
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
-        self.step, self.zero_std_streak = state["step"], state["zero_std_streak"]
+        self.step, self.zero_std_streak, self.elapsed = state["step"], state["zero_std_streak"], state["elapsed"]
         # drop log lines written after the checkpoint, so the resumed run neither loses nor repeats a step
-        for name in ("metrics.jsonl", "samples.jsonl"):
+        for name in ("metrics.jsonl", "samples.jsonl", "eval_samples.jsonl"):
             path = self.out / name
             if path.exists():
                 lines = [ln for ln in path.read_text().splitlines() if ln.strip()
