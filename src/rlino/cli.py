@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
 
 from rlino.errors import RlinoError
 
@@ -23,8 +24,89 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(t)
     t.add_argument("--out", help="run folder (default: runs/METHOD-TIMESTAMP)")
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last complete checkpoint")
+    c = sub.add_parser("compare", help="run several arms under identical conditions and write a report")
+    c.add_argument("config", nargs="?", help="TOML compare config (default: the embedded Countdown comparison)")
+    _add_set(c)
+    c.add_argument("--out", help="output folder (default: runs/compare-TIMESTAMP)")
+    c.add_argument("--quick", action="store_true", help="a shorter profile of the same comparison")
+    c.add_argument("--resume", action="store_true", help="finish an interrupted comparison in --out")
+
+    e = sub.add_parser("eval", help="held-out accuracy (greedy, k samples, pass@k) and lengths of a model")
+    e.add_argument("--model", required=True, help="hub id, local model folder or embedded:NAME")
+    e.add_argument("--task", required=True, help="countdown, gsm8k or module:factory")
+    _add_set(e)
+    e.add_argument("--k", type=int, default=8, help="samples per item (default 8)")
+    e.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    e.add_argument("--json", default="eval.json", help="where to write the results (default eval.json)")
+
+    r = sub.add_parser("report", help="re-render a comparison's report from its run folders")
+    r.add_argument("dir", help="a folder written by rlino compare")
+
+    b = sub.add_parser("base", help="build (or find) the cached embedded:countdown base model")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--rebuild", action="store_true", help="build again even if cached")
+
     sub.add_parser("methods", help="print the table of methods")
     return parser
+
+
+def _compare(args) -> None:
+    import time
+
+    from rlino.compare import compare
+
+    if args.resume and not args.out:
+        raise RlinoError("--resume needs --out DIR (the comparison to finish)")
+    out = Path(args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}")
+    compare(args.config, args.overrides, out, quick=args.quick, resume=args.resume)
+    print(f"report: {out / 'report.html'} (and report.md, results.json)")
+
+
+def _eval(args) -> None:
+    import json
+
+    from rlino.config import load_config
+    from rlino.evaluate import evaluate_k
+    from rlino.models import load_model
+    from rlino.tasks import load_task
+
+    if args.k < 1:
+        raise RlinoError(f"--k must be >= 1, got {args.k}")
+    cfg = load_config(None, args.overrides)
+    cfg.model.name_or_path, cfg.task.name = args.model, args.task
+    task = load_task(cfg.task.name, **cfg.task.options)
+    items = task.items("test")[: cfg.eval.num_items]
+    model, tokenizer = load_model(cfg.model.name_or_path, dtype=cfg.model.dtype, device=cfg.model.device,
+                                  seed=cfg.train.seed)
+    result = evaluate_k(model, tokenizer, task, items, k=args.k, seed=cfg.train.seed, temperature=args.temperature,
+                        top_p=cfg.eval.top_p, max_new_tokens=cfg.eval.max_new_tokens or cfg.sampling.max_new_tokens,
+                        batch_size=cfg.sampling.batch_size)
+    result = {"model": args.model, "task": args.task, **result}
+    Path(args.json).write_text(json.dumps(result, indent=1))
+    print(_eval_table(result))
+    print(f"written: {args.json}")
+
+
+def _eval_table(r: dict) -> str:
+    def pct(x):
+        return f"{100 * x:.1f}%"
+
+    def tok(x):
+        return "—" if x is None else f"{x:.1f}"
+
+    k = r["k"]
+    rows = [("items", str(r["num_items"])),
+            ("greedy accuracy", f"{pct(r['greedy_accuracy'])} [{pct(r['greedy_accuracy_lo'])}, "
+                                f"{pct(r['greedy_accuracy_hi'])}]"),
+            (f"sampled accuracy (T={r['temperature']}, mean of {k})",
+             f"{pct(r['sampled_accuracy'])} [{pct(r['sampled_accuracy_lo'])}, {pct(r['sampled_accuracy_hi'])}]"),
+            (f"pass@{k}", pct(r[f"pass@{k}"])),
+            ("length, all sampled (tokens)", tok(r["length_mean"])),
+            ("length, correct", tok(r["length_correct_mean"])),
+            ("length, wrong", tok(r["length_wrong_mean"])),
+            ("truncated", pct(r["truncated_frac"]))]
+    width = max(len(a) for a, _ in rows)
+    return "\n".join(f"{a:<{width}}  {b}" for a, b in rows)
 
 
 def _methods_table() -> str:
@@ -58,6 +140,19 @@ def main(argv: list[str] | None = None) -> int:
                 raise RlinoError("rlino train needs a CONFIG file (or --resume DIR)")
             final = train(args.config, args.overrides, out=args.out, resume=args.resume)
             print(f"final model: {final}")
+        elif args.command == "compare":
+            _compare(args)
+        elif args.command == "eval":
+            _eval(args)
+        elif args.command == "report":
+            from rlino.report import build_report
+
+            build_report(args.dir)
+            print(f"report: {Path(args.dir) / 'report.html'} (and report.md, results.json)")
+        elif args.command == "base":
+            from rlino.base_model import base_model_dir
+
+            print(base_model_dir(seed=args.seed, rebuild=args.rebuild))
         elif args.command == "methods":
             print(_methods_table())
     except RlinoError as e:

@@ -247,16 +247,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return config_from_dict(data, where)
 
 
-def config_to_dict(cfg: Config) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
-
-
 def _drop_none(data: Any) -> Any:
     if isinstance(data, dict):
         return {k: _drop_none(v) for k, v in data.items() if v is not None}
     return data
 
 
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """Nested dicts of the config, unset optional keys left out (TOML has no null), so it loads back the same."""
+    return _drop_none(dataclasses.asdict(cfg))
+
+
 def save_config(cfg: Config, path: str | Path) -> None:
-    """Write the config as TOML (unset optional keys are left out, so the file loads back to the same Config)."""
-    Path(path).write_text(tomli_w.dumps(_drop_none(config_to_dict(cfg))))
+    Path(path).write_text(tomli_w.dumps(config_to_dict(cfg)))

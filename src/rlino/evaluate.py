@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import torch
 
 from rlino.objectives import is_correct
 from rlino.rollout import sample
+from rlino.stats import wilson_interval
 
 # Evaluation noise is keyed by this fixed "step", so every evaluation of a run (and of every arm compared) draws
 # the same noise: differences between evaluations come from the model, not from the dice.
@@ -30,17 +30,6 @@ def length_stats(lengths: torch.Tensor, rewards: torch.Tensor, prefix: str = "")
     }
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a binomial proportion (sound near 0 and 1, unlike p ± 1.96·se)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def evaluate(model, tokenizer, task, items: Sequence, *, seed: int, temperature: float, top_p: float,
              max_new_tokens: int, batch_size: int = 64, log_samples: int = 0) -> dict[str, Any]:
     """Score one response per held-out item; metric names carry the `eval/` prefix.
@@ -52,7 +41,7 @@ def evaluate(model, tokenizer, task, items: Sequence, *, seed: int, temperature:
                      batch_size=batch_size)
     rewards = torch.tensor([task.score(text, it) for text, it in zip(rollout.texts, items)], dtype=torch.float)
     correct = int(is_correct(rewards).sum())
-    lo, hi = wilson_interval(correct, len(items))
+    lo, hi = wilson_interval(correct / max(len(items), 1), len(items))
     stats: dict[str, Any] = {"eval/accuracy": correct / max(len(items), 1), "eval/accuracy_lo": lo,
                              "eval/accuracy_hi": hi, "eval/num_items": len(items),
                              "eval/reward_mean": float(rewards.mean()),
@@ -63,3 +52,35 @@ def evaluate(model, tokenizer, task, items: Sequence, *, seed: int, temperature:
                              "reward": float(rewards[i]), "length": int(rollout.lengths[i])}
                             for i, it in enumerate(items[:log_samples])]
     return stats
+
+
+def evaluate_k(model, tokenizer, task, items: Sequence, *, k: int, seed: int, temperature: float, top_p: float,
+               max_new_tokens: int, batch_size: int = 64) -> dict[str, Any]:
+    """Greedy accuracy, mean accuracy over k samples at `temperature`, pass@k, and lengths split by correctness.
+
+    Sample j of item i is keyed by row j·N + i at the evaluation step, so sample 0 is exactly what the trainer's
+    own evaluation draws with the same seed and settings.
+    """
+    n = len(items)
+    greedy = evaluate(model, tokenizer, task, items, seed=seed, temperature=0.0, top_p=1.0,
+                      max_new_tokens=max_new_tokens, batch_size=batch_size)
+    prompts = [it.prompt for _ in range(k) for it in items]
+    rollout = sample(model, tokenizer, prompts, list(range(k * n)), seed=seed, step=EVAL_STEP,
+                     temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    rewards = torch.tensor([task.score(text, it) for text, it in zip(rollout.texts, [it for _ in range(k)
+                            for it in items])], dtype=torch.float)
+    correct = is_correct(rewards).view(k, n)
+    mean_acc = float(correct.float().mean())
+    lo, hi = wilson_interval(mean_acc, k * n)
+    out: dict[str, Any] = {
+        "num_items": n, "k": k, "temperature": temperature,
+        "greedy_accuracy": greedy["eval/accuracy"],
+        "greedy_accuracy_lo": greedy["eval/accuracy_lo"], "greedy_accuracy_hi": greedy["eval/accuracy_hi"],
+        "sampled_accuracy": mean_acc, "sampled_accuracy_lo": lo, "sampled_accuracy_hi": hi,
+        "first_sample_accuracy": float(correct[0].float().mean()),
+        f"pass@{k}": float(correct.any(dim=0).float().mean()),
+        "truncated_frac": float(rollout.truncated.float().mean()),
+        "greedy_length_mean": greedy["eval/length_mean"],
+    }
+    out.update(length_stats(rollout.lengths.cpu(), rewards))
+    return out

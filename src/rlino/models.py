@@ -62,7 +62,7 @@ def build_embedded(name: str, seed: int = 0) -> tuple[torch.nn.Module, PreTraine
     """Build `embedded:NAME` deterministically from `seed` (same seed, same weights)."""
     if name not in EMBEDDED:
         raise RlinoError(f"unknown embedded model 'embedded:{name}'; available: "
-                         + ", ".join(f"embedded:{n}" for n in EMBEDDED))
+                         + ", ".join(f"embedded:{n}" for n in [*EMBEDDED, "countdown"]))
     tokenizer = byte_tokenizer()
     eos = tokenizer.convert_tokens_to_ids(EOS)
     config = Qwen2Config(vocab_size=len(tokenizer), tie_word_embeddings=True, eos_token_id=eos, pad_token_id=eos,
@@ -83,6 +83,10 @@ def load_model(name_or_path: str, *, dtype: str = "float32", device: str = "auto
     """Load a causal LM and its tokenizer (hub id, local folder or `embedded:NAME`), in `dtype` on `device`."""
     torch_dtype = resolve_dtype(dtype)
     dev = resolve_device(device)
+    if name_or_path == "embedded:countdown":  # warm-started on Countdown traces, built once and cached
+        from rlino.base_model import base_model_dir
+
+        name_or_path = str(base_model_dir())
     if name_or_path.startswith("embedded:"):
         model, tokenizer = build_embedded(name_or_path.split(":", 1)[1], seed)
     else:

@@ -1,0 +1,236 @@
+"""The compare report: numbers in results.json, the table, the summary's claims, plots, escaping, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from rlino.errors import RlinoError
+from rlino.report import build_report, length_slope, ols_slope, t_quantile_975, wilson_interval
+
+N_ITEMS = 200
+XSS = "<script>alert('x')</script>"
+
+
+# ---- writing synthetic compare folders -----------------------------------------------------------------------------
+
+def _eval_metrics(accuracy: float, n: int = N_ITEMS) -> dict:
+    lo, hi = wilson_interval(accuracy, n)
+    return {"eval/accuracy": accuracy, "eval/accuracy_lo": lo, "eval/accuracy_hi": hi, "eval/num_items": n,
+            "eval/length_mean": 60.0, "eval/length_correct_mean": 40.0, "eval/length_wrong_mean": 80.0,
+            "eval/truncated_frac": 0.0}
+
+
+def write_base(root: Path, accuracy: float = 0.25, response: str = "base says 3") -> None:
+    samples = [{"uid": uid, "prompt": f"1, 2 -> {uid}\n", "response": response, "reward": 0.0, "length": 7}
+               for uid in range(4)]
+    (root / "base").mkdir(parents=True, exist_ok=True)
+    (root / "base" / "eval.json").write_text(json.dumps(_eval_metrics(accuracy) | {"samples": samples}))
+
+
+def write_arm(root: Path, name: str, method: str, *, final_accuracy: float, wrong_length, correct_length=lambda s: 30.0,
+              steps: int = 100, planned_steps: int | None = None, eval_every: int = 25, response: str = "1+2") -> None:
+    """An arm whose held-out accuracy climbs linearly from 0.25 to final_accuracy; lengths from the given functions."""
+    run = root / "runs" / name
+    run.mkdir(parents=True)
+    (run / "config.toml").write_text(
+        f'[model]\nname_or_path = "embedded:tiny"\n[task]\nname = "countdown"\n'
+        f'[method]\nname = "{method}"\naggregation = "seq-mean-token-mean"\n'
+        f"[train]\nsteps = {planned_steps or steps}\nprompts_per_step = 8\ngroup_size = 4\nlearning_rate = 1e-6\n"
+        f"[sampling]\ntemperature = 1.0\nmax_new_tokens = 64\n[eval]\nevery = {eval_every}\ntemperature = 0.0\n")
+    rows, samples = [], []
+    for step in range(1, steps + 1):
+        row = {"step": step, "reward_mean": 0.25 + 0.003 * step, "accuracy": 0.3, "length_mean": 50.0,
+               "length_correct_mean": correct_length(step), "length_wrong_mean": wrong_length(step),
+               "truncated_frac": 0.0, "loss": 0.1, "time_s": 2.0 * step}
+        if eval_every and step % eval_every == 0:
+            row |= _eval_metrics(0.25 + (final_accuracy - 0.25) * step / steps)
+            samples += [{"step": step, "uid": uid, "prompt": f"1, 2 -> {uid}\n", "response": response,
+                         "reward": 1.0, "length": 5} for uid in range(4)]
+        rows.append(row)
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "eval_samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+
+
+def write_compare_toml(root: Path, arms: str) -> None:
+    (root / "compare.toml").write_text(f'# the compare as run\n[compare]\narms = {arms}\n')
+
+
+def noisy_flat(seed: int):
+    rng = random.Random(seed)
+    values = [50 + rng.uniform(-10, 10) for _ in range(1000)]
+    return lambda step: values[step]
+
+
+@pytest.fixture(scope="module")
+def compare(tmp_path_factory) -> tuple[Path, dict]:
+    """Three arms: grpo (long wrong answers growing), fisft_pos_neg (flat, noisy), fisft_pos (clearly lower)."""
+    root = tmp_path_factory.mktemp("compare")
+    write_base(root, response=XSS)
+    write_compare_toml(root, '["grpo", {name = "fisft_pos_neg", method = "fisft_pos_neg", set = []}, "fisft_pos"]')
+    write_arm(root, "grpo", "grpo", final_accuracy=0.60, wrong_length=lambda s: 40 + 0.5 * s + (s % 3),
+              response=XSS)
+    write_arm(root, "fisft_pos_neg", "fisft_pos_neg", final_accuracy=0.58, wrong_length=noisy_flat(0))
+    write_arm(root, "fisft_pos", "fisft_pos", final_accuracy=0.30, wrong_length=noisy_flat(1))
+    return root, build_report(root)
+
+
+# ---- statistics ----------------------------------------------------------------------------------------------------
+
+def test_ols_slope_matches_hand_computation():
+    # x̄ = 2.5, ȳ = 5, Sxx = 5, Sxy = 11 -> slope 2.2; SSE = 1.8, se = sqrt(0.9 / 5), t(2) = 4.303
+    fit = ols_slope([1, 2, 3, 4], [2, 4, 5, 9])
+    half = 4.303 * math.sqrt(0.9 / 5)
+    assert fit["slope"] == pytest.approx(2.2)
+    assert (fit["lo"], fit["hi"]) == pytest.approx((2.2 - half, 2.2 + half))
+    assert ols_slope([1, 2], [3, 4]) is None
+
+
+def test_length_slope_skips_nulls_and_reports_per_100_steps():
+    rows = [{"step": s, "length_wrong_mean": v} for s, v in zip(range(1, 6), [10, 12, None, 15, 19])]
+    # xs 1,2,4,5: x̄ = 3, Sxx = 10, Sxy = 21 -> 2.1 tokens per step; SSE = 1.9
+    slope = length_slope(rows, "length_wrong_mean")
+    half = 4.303 * math.sqrt(1.9 / 2 / 10)
+    assert slope["per_100_steps"] == pytest.approx(210.0)
+    assert slope["lo"] == pytest.approx(100 * (2.1 - half), abs=1e-3)
+    assert slope["num_steps"] == 4 and slope["trend"] == "grew"
+    assert length_slope(rows[:3], "length_wrong_mean") is None  # two non-null points
+
+
+def test_t_quantile_and_wilson():
+    assert t_quantile_975(1) == pytest.approx(12.706)
+    assert t_quantile_975(31) == pytest.approx(2.0395, abs=2e-4)
+    assert t_quantile_975(120) == pytest.approx(1.9799, abs=2e-4)
+    assert wilson_interval(0.5, 100) == pytest.approx((0.4038, 0.5962), abs=1e-4)
+
+
+# ---- the report ----------------------------------------------------------------------------------------------------
+
+def test_files_are_written_and_plots_are_real_pngs(compare):
+    root, _ = compare
+    for name in ("results.json", "report.md", "report.html"):
+        assert (root / name).is_file()
+    for name in ("accuracy", "length", "reward"):
+        png = root / "plots" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert png.stat().st_size > 5000
+        assert f"(plots/{name}.png)" in (root / "report.md").read_text()
+    html = (root / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3 and 'src="plots/' not in html
+
+
+def test_results_json_numbers(compare):
+    root, results = compare
+    assert json.loads((root / "results.json").read_text(), parse_constant=lambda c: pytest.fail(c)) == results
+    base, grpo = results["base"], results["arms"]["grpo"]
+    assert list(results["arms"]) == ["grpo", "fisft_pos_neg", "fisft_pos"]  # compare.toml's order
+    assert base["accuracy"] == 0.25 and base["num_items"] == N_ITEMS
+    assert (grpo["accuracy_lo"], grpo["accuracy_hi"]) == pytest.approx(wilson_interval(0.6, N_ITEMS), abs=1e-4)
+    assert grpo["accuracy"] == pytest.approx(0.6)
+    assert grpo["delta_vs_base"] == pytest.approx(35.0)
+    assert grpo["method"] == "grpo" and grpo["aggregation"] == "seq-mean-token-mean"
+    assert grpo["steps"] == 100 and grpo["wall_time_s"] == 200.0
+    assert grpo["eval_steps"] == [25, 50, 75, 100] and len(grpo["eval_accuracy"]) == 4
+    assert grpo["length_wrong_slope"]["per_100_steps"] == pytest.approx(50.0, abs=1.0)
+    assert grpo["length_wrong_slope"]["trend"] == "grew"
+    assert results["arms"]["fisft_pos_neg"]["length_wrong_slope"]["trend"] == "no clear trend"
+    assert grpo["length_correct_slope"]["per_100_steps"] == 0.0
+
+
+def test_table_has_base_and_one_row_per_arm(compare):
+    root, _ = compare
+    md = (root / "report.md").read_text()
+    table = md.split("## Results")[1].split("\n\n")[1].splitlines()
+    names = [line.split("|")[1].strip() for line in table[2:]]
+    assert names == ["Base", "grpo", "fisft_pos_neg", "fisft_pos"]
+    grpo = next(line for line in table if line.startswith("| grpo "))
+    assert "60.0 [" in grpo and "+35.0" in grpo and "3 min 20 s" in grpo
+    assert (root / "report.html").read_text().count("<tr>") == 1 + 4  # header + rows
+
+
+def test_summary_sentences(compare):
+    _, results = compare
+    summary = results["summary"]
+    assert any(s.startswith("grpo: 60.0% [") and "+35.0 points over the base (25.0% [" in s for s in summary)
+    assert "fisft_pos_neg and grpo are within each other's intervals" in " ".join(summary) or \
+           "grpo and fisft_pos_neg are within each other's intervals" in " ".join(summary)
+    assert any(s.startswith("grpo is above fisft_pos: the 95% intervals do not overlap") for s in summary)
+    assert any(s.startswith("grpo: wrong-response length: grew (+") for s in summary)
+    assert any(s.startswith("fisft_pos_neg: wrong-response length: no clear trend (") for s in summary)
+    md = (Path(compare[0]) / "report.md").read_text()
+    assert all(s in md for s in summary)
+
+
+def test_untrusted_responses_are_escaped_in_html(compare):
+    root, _ = compare
+    html = (root / "report.html").read_text()
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    md = (root / "report.md").read_text()
+    assert md.count(XSS) >= 3 + 3  # base ("before") and grpo ("after") for the first three items
+    assert "# the compare as run" in md  # compare.toml verbatim
+
+
+def test_code_fence_survives_backticks_in_a_response(tmp_path):
+    write_base(tmp_path, response="```\nnot the end\n```")
+    write_arm(tmp_path, "grpo", "grpo", final_accuracy=0.5, wrong_length=lambda s: 50.0, steps=10, eval_every=5)
+    build_report(tmp_path)
+    assert "````\n```\nnot the end\n```\n````" in (tmp_path / "report.md").read_text()
+
+
+def test_interrupted_arm_and_missing_compare_toml(tmp_path):
+    write_base(tmp_path)
+    write_arm(tmp_path, "grpo", "grpo", final_accuracy=0.5, wrong_length=lambda s: 50.0, steps=20, eval_every=10)
+    write_arm(tmp_path, "fisft_neg", "fisft_neg", final_accuracy=0.0, wrong_length=lambda s: float("nan"), steps=8,
+              planned_steps=100, eval_every=10)
+    results = build_report(tmp_path)
+    arm = results["arms"]["fisft_neg"]
+    assert list(results["arms"]) == ["fisft_neg", "grpo"]  # sorted folders without compare.toml
+    assert arm["accuracy"] is None and arm["delta_vs_base"] is None and arm["eval_steps"] == []
+    assert arm["length_wrong_slope"] is None and arm["steps"] == 8
+    text = " ".join(results["summary"])
+    assert "fisft_neg: no held-out evaluation yet" in text and "stopped at step 8 of the 100" in text
+    md = (tmp_path / "report.md").read_text()
+    assert re.search(r"^\| fisft_neg \| fisft_neg \| — \| — \|", md, re.M)
+    assert "compare.toml was not found" in md
+
+
+def test_arm_listed_but_not_started(tmp_path):
+    write_base(tmp_path)
+    write_compare_toml(tmp_path, '["grpo", "dapo"]')
+    write_arm(tmp_path, "grpo", "grpo", final_accuracy=0.5, wrong_length=lambda s: 50.0, steps=10, eval_every=5)
+    results = build_report(tmp_path)
+    assert "dapo: not started (no folder in runs/)." in results["summary"]
+    assert results["arms"]["dapo"]["accuracy"] is None
+
+
+def test_errors_name_the_path(tmp_path):
+    with pytest.raises(RlinoError, match=f"compare folder not found: {tmp_path / 'nope'}"):
+        build_report(tmp_path / "nope")
+    with pytest.raises(RlinoError, match=re.escape(str(tmp_path / "base" / "eval.json"))):
+        build_report(tmp_path)
+    write_base(tmp_path)
+    with pytest.raises(RlinoError, match="no runs in"):
+        build_report(tmp_path)
+    (tmp_path / "runs" / "grpo").mkdir(parents=True)
+    with pytest.raises(RlinoError, match=re.escape(str(tmp_path / "runs" / "grpo" / "metrics.jsonl"))):
+        build_report(tmp_path)
+    write_compare_toml(tmp_path, '[{method = 3}]')
+    with pytest.raises(RlinoError, match=r"compare.toml: compare.arms\[0\]"):
+        build_report(tmp_path)
+
+
+def test_partial_last_line_is_skipped_but_a_bad_middle_line_is_an_error(tmp_path):
+    write_base(tmp_path)
+    write_arm(tmp_path, "grpo", "grpo", final_accuracy=0.5, wrong_length=lambda s: 50.0, steps=10, eval_every=5)
+    metrics = tmp_path / "runs" / "grpo" / "metrics.jsonl"
+    metrics.write_text(metrics.read_text() + '{"step": 11, "rew')
+    assert build_report(tmp_path)["arms"]["grpo"]["steps"] == 10
+    metrics.write_text("not json\n" + metrics.read_text())
+    with pytest.raises(RlinoError, match=r"metrics.jsonl, line 1: not valid JSON"):
+        build_report(tmp_path)
