@@ -120,6 +120,13 @@ def test_eval_matches_the_trainers_own_evaluation(tmp_path, capsys):
         assert {"pass@4", "sampled_accuracy", "length_correct_mean", "length_wrong_mean"} <= set(result)
         assert result["pass@4"] >= result["sampled_accuracy"]
     assert "pass@4" in capsys.readouterr().out
+    # the run's own config.toml supplies task, sampling and eval settings
+    out = tmp_path / "from_config.json"
+    assert main(["eval", "--model", str(final), "--config", str(run / "config.toml"), "--k", "4",
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["first_sample_accuracy"] == trainer_acc
+    assert main(["eval", "--model", str(final)]) == 2
+    assert "needs --task NAME or --config FILE" in capsys.readouterr().err
 
 
 def test_solver_traces_are_right_and_mistakes_are_wrong():

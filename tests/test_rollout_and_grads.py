@@ -92,9 +92,9 @@ def test_gradient_accumulation_equals_one_big_batch(tiny, aggregation, name):
 
     def total(micro):
         loss = 0.0
-        for sl, mb in rollout.micro_batches(micro):
+        for rows, mb in rollout.micro_batches(micro):
             logp, _ = token_logprobs(model, *mb)
-            out = token_loss(logp, mb[3], w[sl], m, ref_logp=ref[sl, : mb[3].shape[1]], num_responses=n_resp,
+            out = token_loss(logp, mb[3], w[rows], m, ref_logp=ref[rows, : mb[3].shape[1]], num_responses=n_resp,
                              num_tokens=n_tok, max_new_tokens=20)
             loss = loss + out.loss
         return loss

@@ -51,9 +51,9 @@ class Recipe:
     task_options: dict = field(default_factory=lambda: dict(
         num_numbers=3, min_value=1, max_value=9, min_target=1, max_target=99, operators="+-*",
         train_size=20000, test_size=1000, seed=0, prompt_template="{numbers} -> {target}\n"))
-    miss_rate: float = 0.2
+    miss_rate: float = 0.25
     """Share of traces that answer `no` at the first pair that works."""
-    false_yes_rate: float = 0.2
+    false_yes_rate: float = 0.25
     """Share of traces that claim `yes` with a wrong pair before the real solution."""
     traces: int = 40000
     hidden_size: int = 128
@@ -78,12 +78,13 @@ RECIPE = Recipe()
 # ---- the solver that writes traces -------------------------------------------------------------------------------
 
 def _pair_exprs(x: int, y: int, ops: str) -> list[tuple[str, int]]:
-    """Every way two numbers make a value with one operation, in a fixed order."""
+    """The values two numbers make with one operation, larger number first (no negatives), in a fixed order."""
+    hi, lo = max(x, y), min(x, y)
     out = []
     if "+" in ops:
         out.append((f"{x}+{y}", x + y))
     if "-" in ops:
-        out += [(f"{x}-{y}", x - y), (f"{y}-{x}", y - x)]
+        out.append((f"{hi}-{lo}", hi - lo))
     if "*" in ops:
         out.append((f"{x}*{y}", x * y))
     return out
@@ -105,26 +106,32 @@ def _candidates(target: int, z: int, ops: str) -> list[tuple[str, int, str]]:
 
 def write_trace(numbers: tuple[int, ...], target: int, ops: str, mistake: str | None,
                 rng: random.Random) -> str:
-    """The backward-search response for a 3-number problem; `mistake` is None, "miss" or "false_yes"."""
-    steps = []  # (line, pair expression or None, answer template)
+    """The backward-search response for a 3-number problem; `mistake` is None, "miss" or "false_yes".
+
+    For each number z it first lists what the other two make (so the check that follows is a lookup, which a
+    small model can learn), then each way z can be the last operation, with `no` or `yes` and the pair.
+    """
+    steps = []  # (listing line or None, candidate line, pair expression that works or None, answer template, pairs)
     for i, z in enumerate(numbers):
         x, y = [n for j, n in enumerate(numbers) if j != i]
-        for line, need, template in _candidates(target, z, ops):
-            works = next((e for e, v in _pair_exprs(x, y, ops) if v == need), None)
-            steps.append((line, works, template, (x, y)))
-    first = next((k for k, s in enumerate(steps) if s[1] is not None), None)
-    false_at = None
-    if mistake == "false_yes" and first:
-        false_at = rng.randrange(first)  # a wrong `yes` somewhere before the real solution
+        pairs = _pair_exprs(x, y, ops)
+        listing = f"{z}: " + " ".join(f"{e}={v}" for e, v in pairs)
+        for k, (line, need, template) in enumerate(_candidates(target, z, ops)):
+            works = next((e for e, v in pairs if v == need), None)
+            steps.append((listing if k == 0 else None, line, works, template, pairs))
+    first = next((k for k, s in enumerate(steps) if s[2] is not None), None)
+    false_at = rng.randrange(first) if mistake == "false_yes" and first else None
     lines = []
-    for k, (line, works, template, (x, y)) in enumerate(steps):
-        if k == false_at:
-            wrong = rng.choice(_pair_exprs(x, y, ops))[0]
+    for k, (listing, line, works, template, pairs) in enumerate(steps):
+        if listing is not None:
+            lines.append(listing)
+        if k == false_at:  # a wrong `yes` before the real solution: a short wrong response
+            wrong = rng.choice(pairs)[0]
             return "\n".join(lines + [f"{line} yes {wrong}", f"<answer>{template.format(p=wrong)}</answer>"])
         if works is not None and not (mistake == "miss" and k == first):
             return "\n".join(lines + [f"{line} yes {works}", f"<answer>{template.format(p=works)}</answer>"])
         lines.append(f"{line} no")
-    guess = "+".join(map(str, numbers))  # gave up: a guess, almost always wrong
+    guess = "+".join(map(str, numbers))  # gave up: a guess, almost always wrong (a long wrong response)
     return "\n".join(lines + [f"<answer>{guess}</answer>"])
 
 

@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="held-out accuracy (greedy, k samples, pass@k) and lengths of a model")
     e.add_argument("--model", required=True, help="hub id, local model folder or embedded:NAME")
-    e.add_argument("--task", required=True, help="countdown, gsm8k or module:factory")
+    e.add_argument("--task", help="countdown, gsm8k or module:factory (default: the config's task)")
+    e.add_argument("--config", help="take task, sampling and eval settings from this TOML (e.g. a run's config.toml)")
     _add_set(e)
     e.add_argument("--k", type=int, default=8, help="samples per item (default 8)")
     e.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
@@ -72,8 +73,14 @@ def _eval(args) -> None:
 
     if args.k < 1:
         raise RlinoError(f"--k must be >= 1, got {args.k}")
-    cfg = load_config(None, args.overrides)
-    cfg.model.name_or_path, cfg.task.name = args.model, args.task
+    cfg = load_config(args.config, args.overrides)
+    cfg.model.name_or_path = args.model
+    if args.task:
+        if args.task != cfg.task.name:
+            cfg.task.options = {}  # options of another task do not apply
+        cfg.task.name = args.task
+    elif args.config is None:
+        raise RlinoError("rlino eval needs --task NAME or --config FILE")
     task = load_task(cfg.task.name, **cfg.task.options)
     items = task.items("test")[: cfg.eval.num_items]
     model, tokenizer = load_model(cfg.model.name_or_path, dtype=cfg.model.dtype, device=cfg.model.device,
@@ -81,7 +88,7 @@ def _eval(args) -> None:
     result = evaluate_k(model, tokenizer, task, items, k=args.k, seed=cfg.train.seed, temperature=args.temperature,
                         top_p=cfg.eval.top_p, max_new_tokens=cfg.eval.max_new_tokens or cfg.sampling.max_new_tokens,
                         batch_size=cfg.sampling.batch_size)
-    result = {"model": args.model, "task": args.task, **result}
+    result = {"model": args.model, "task": cfg.task.name, **result}
     Path(args.json).write_text(json.dumps(result, indent=1))
     print(_eval_table(result))
     print(f"written: {args.json}")

@@ -177,12 +177,12 @@ class Run:
         self.model.train()
         for epoch in range(m.epochs_per_batch):
             self.optimizer.zero_grad(set_to_none=True)
-            for k, (sl, mb) in enumerate(batches):
+            for k, (rows, mb) in enumerate(batches):
                 logp, entropy = token_logprobs(self.model, *mb, temperature=c.sampling.temperature,
                                                with_entropy=epoch == 0)
                 if epoch == 0:
                     old_logps[k] = logp.detach()  # the sampling-time policy, for the ratio of later epochs
-                out = token_loss(logp, mb[3], weights[sl], m, old_logp=old_logps[k], ref_logp=ref_logps[k],
+                out = token_loss(logp, mb[3], weights[rows], m, old_logp=old_logps[k], ref_logp=ref_logps[k],
                                  num_responses=n_resp, num_tokens=n_tok, max_new_tokens=c.sampling.max_new_tokens)
                 if not torch.isfinite(out.loss):
                     raise RlinoError(f"loss is {float(out.loss)} at step {step} (epoch {epoch + 1}, micro-batch "
