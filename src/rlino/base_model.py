@@ -2,22 +2,26 @@
 
 The recipe (all of it in `RECIPE`, code and numbers, no weights in git):
 
-1. A solver writes a backward-search trace for each training problem: for each number z and each way z can be the
-   last operation, it writes the value the other two numbers would have to make, then `no`, or `yes` and the pair
-   that makes it, then the answer:
+1. A solver writes a backward-search trace for each training problem: for each number z it lists what the other
+   two numbers make, then for each way z can be the last operation the value those two would have to make, then
+   `no`, or `yes` and the pair that makes it, then the answer:
 
        7, 3, 2 -> 19            (the prompt)
+       7: 3+2=5 3-2=1 3*2=6
        19-7=12 no
        19+7=26 no
+       3: 7+2=9 7-2=5 7*2=14
        19-3=16 no
        19+3=22 no
+       2: 7+3=10 7-3=4 7*3=21
        19-2=17 no
        19+2=21 yes 7*3
        <answer>(7*3)-2</answer>
 
 2. A controlled share of traces carry one mistake, so the model learns to make them sometimes: a *miss* (`no` where
-   the pair works; the search goes on and may give up with a guess, a long wrong response) or a *false yes* (a pair
-   that does not make the value, a short wrong response).
+   the pair works; the search goes on and may give up with a guess, a long wrong response), a *false yes* (a pair
+   that does not make the value, a short wrong response) or a *slip* (the right pair, then one operator written
+   wrong in the answer).
 3. A small Qwen2-architecture model with the byte tokenizer is trained on the traces (loss on the response only).
 
 The result follows the format, solves some held-out problems, and its wrong responses vary in length: room for
@@ -51,19 +55,21 @@ class Recipe:
     task_options: dict = field(default_factory=lambda: dict(
         num_numbers=3, min_value=1, max_value=9, min_target=1, max_target=99, operators="+-*",
         train_size=20000, test_size=1000, seed=0, prompt_template="{numbers} -> {target}\n"))
-    miss_rate: float = 0.25
+    miss_rate: float = 0.1
     """Share of traces that answer `no` at the first pair that works."""
-    false_yes_rate: float = 0.25
+    false_yes_rate: float = 0.2
     """Share of traces that claim `yes` with a wrong pair before the real solution."""
+    slip_rate: float = 0.5
+    """Share of traces that find the solution but write one wrong operator in the answer."""
     traces: int = 40000
     hidden_size: int = 128
     intermediate_size: int = 512
     num_layers: int = 4
     num_heads: int = 4
     num_kv_heads: int = 2
-    steps: int = 1500
-    batch_size: int = 64
-    learning_rate: float = 3e-3
+    steps: int = 1200
+    batch_size: int = 32
+    learning_rate: float = 2e-3
     warmup_steps: int = 50
     version: int = 1
 
@@ -106,7 +112,7 @@ def _candidates(target: int, z: int, ops: str) -> list[tuple[str, int, str]]:
 
 def write_trace(numbers: tuple[int, ...], target: int, ops: str, mistake: str | None,
                 rng: random.Random) -> str:
-    """The backward-search response for a 3-number problem; `mistake` is None, "miss" or "false_yes".
+    """The backward-search response for a 3-number problem; `mistake` is None, "miss", "false_yes" or "slip".
 
     For each number z it first lists what the other two make (so the check that follows is a lookup, which a
     small model can learn), then each way z can be the last operation, with `no` or `yes` and the pair.
@@ -129,7 +135,11 @@ def write_trace(numbers: tuple[int, ...], target: int, ops: str, mistake: str | 
             wrong = rng.choice(pairs)[0]
             return "\n".join(lines + [f"{line} yes {wrong}", f"<answer>{template.format(p=wrong)}</answer>"])
         if works is not None and not (mistake == "miss" and k == first):
-            return "\n".join(lines + [f"{line} yes {works}", f"<answer>{template.format(p=works)}</answer>"])
+            answer = template.format(p=works)
+            if mistake == "slip":  # the right pair, one operator written wrong: a wrong answer at the end
+                at = rng.choice([i for i, ch in enumerate(answer) if ch in "+-*"])
+                answer = answer[:at] + rng.choice([op for op in "+-*" if op != answer[at]]) + answer[at + 1:]
+            return "\n".join(lines + [f"{line} yes {works}", f"<answer>{answer}</answer>"])
         lines.append(f"{line} no")
     guess = "+".join(map(str, numbers))  # gave up: a guess, almost always wrong (a long wrong response)
     return "\n".join(lines + [f"<answer>{guess}</answer>"])
@@ -144,9 +154,13 @@ def corpus(recipe: Recipe, seed: int) -> list[tuple[str, str]]:
     pairs = []
     for k in range(recipe.traces):
         item = items[k % len(items)]
-        u = rng.random()
-        mistake = "miss" if u < recipe.miss_rate else "false_yes" if u < recipe.miss_rate + recipe.false_yes_rate \
-            else None
+        u, mistake = rng.random(), None
+        for kind, rate in (("miss", recipe.miss_rate), ("false_yes", recipe.false_yes_rate),
+                           ("slip", recipe.slip_rate)):
+            if u < rate:
+                mistake = kind
+                break
+            u -= rate
         pairs.append((item.prompt, write_trace(item.numbers, item.target, recipe.task_options["operators"],
                                                mistake, rng)))
     return pairs

@@ -28,7 +28,7 @@ from rlino.objectives import METHODS
 
 DEFAULT_CONFIG = "compare_default.toml"
 # The --quick profile: the same comparison, shorter (a first look in a few minutes).
-QUICK = ["train.steps=40", "eval.every=20", "eval.num_items=500"]
+QUICK = ["train.steps=20", "eval.every=10"]
 
 
 @dataclass(frozen=True)

@@ -134,31 +134,41 @@ def _step(model, cache, **inputs):
 @torch.no_grad()
 def _generate(model, prompt_ids, prompt_mask, keys, *, eos_ids, pad_id, temperature, top_p, max_new_tokens):
     device = prompt_ids.device
+    batch = prompt_ids.shape[0]
     eos = torch.tensor(eos_ids, device=device)
     position_ids = (prompt_mask.cumsum(dim=1) - 1).clamp(min=0)
     cache, logits = _step(model, None, input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position_ids)
-    attention = prompt_mask
-    position = position_ids[:, -1:]
-    done = torch.zeros(prompt_ids.shape[0], dtype=torch.bool, device=device)
-    tokens = []
+    attention, position = prompt_mask, position_ids[:, -1:]
+    tokens = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    active = torch.arange(batch, device=device)  # rows in the cache, in the cache's order
+    running = torch.ones(batch, dtype=torch.bool, device=device)  # of those, the ones without an EOS yet
+    can_compact = hasattr(cache, "batch_select_indices")
+    length = 0
     for t in range(max_new_tokens):
         nxt = choose_tokens(logits, keys, t, temperature, top_p)
-        nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
-        tokens.append(nxt)
-        done = done | torch.isin(nxt, eos)
-        if bool(done.all()) or t == max_new_tokens - 1:
+        tokens[active, t] = torch.where(running, nxt, pad_id)
+        length = t + 1
+        running = running & ~torch.isin(nxt, eos)
+        if not bool(running.any()) or t == max_new_tokens - 1:
             break
+        # drop finished rows from the batch once a tenth of it has finished (noise is keyed per row, so this
+        # changes only the cost); finished rows that stay generate tokens that the mask below discards
+        if can_compact and int(running.sum()) <= 0.9 * len(active):
+            keep = running.nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            active, keys, nxt, attention, position, running = (
+                x[keep] for x in (active, keys, nxt, attention, position, running))
         attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
         position = position + 1
         cache, logits = _step(model, cache, input_ids=nxt.unsqueeze(1), attention_mask=attention,
                               position_ids=position)
-    completion = torch.stack(tokens, dim=1) if tokens else prompt_ids.new_zeros((prompt_ids.shape[0], 0))
+    completion = tokens[:, :length]
     is_eos = torch.isin(completion, eos)
     # a token is part of the response when no end-of-sequence token came strictly before it
     before = is_eos.long().cumsum(dim=1) - is_eos.long()
     mask = (before == 0).long()
     truncated = ~is_eos.any(dim=1)
-    return completion, mask, truncated
+    return completion.masked_fill(mask == 0, pad_id), mask, truncated
 
 
 def sample(model, tokenizer, prompts: list[str], row_ids: list[int] | torch.Tensor, *, seed: int, step: int,

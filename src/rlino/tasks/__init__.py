@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -76,6 +78,8 @@ def _load_custom(path: str, options: dict[str, object]) -> Task:
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute or ":" in attribute:
         raise RlinoError(f"custom task {path!r} must look like 'package.module:factory'")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # a task module next to the config works from the command line too
     try:
         target: Any = importlib.import_module(module_name)
     except Exception as exc:  # ImportError, but also any error raised while the module runs
