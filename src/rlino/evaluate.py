@@ -70,15 +70,15 @@ def evaluate_k(model, tokenizer, task, items: Sequence, *, k: int, seed: int, te
     rewards = torch.tensor([task.score(text, it) for text, it in zip(rollout.texts, [it for _ in range(k)
                             for it in items])], dtype=torch.float)
     correct = is_correct(rewards).view(k, n)
-    mean_acc = float(correct.float().mean())
+    mean_acc = int(correct.sum()) / (k * n)
     lo, hi = wilson_interval(mean_acc, k * n)
     out: dict[str, Any] = {
         "num_items": n, "k": k, "temperature": temperature,
         "greedy_accuracy": greedy["eval/accuracy"],
         "greedy_accuracy_lo": greedy["eval/accuracy_lo"], "greedy_accuracy_hi": greedy["eval/accuracy_hi"],
         "sampled_accuracy": mean_acc, "sampled_accuracy_lo": lo, "sampled_accuracy_hi": hi,
-        "first_sample_accuracy": float(correct[0].float().mean()),
-        f"pass@{k}": float(correct.any(dim=0).float().mean()),
+        "first_sample_accuracy": int(correct[0].sum()) / n,
+        f"pass@{k}": int(correct.any(dim=0).sum()) / n,
         "truncated_frac": float(rollout.truncated.float().mean()),
         "greedy_length_mean": greedy["eval/length_mean"],
     }
