@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--rebuild", action="store_true", help="build again even if cached")
 
+    q = sub.add_parser("equivalence", help="compare the gradients of pairs of methods on the same sampled batches")
+    q.add_argument("config", nargs="?", help="run or compare config (default: the embedded Countdown comparison)")
+    _add_set(q)
+    q.add_argument("--batches", type=int, default=3, help="sampled batches (default 3)")
+    q.add_argument("--json", help="also write the full results as JSON to this file")
+
     sub.add_parser("methods", help="print the table of methods")
     return parser
 
@@ -116,6 +122,32 @@ def _eval_table(r: dict) -> str:
     return "\n".join(f"{a:<{width}}  {b}" for a, b in rows)
 
 
+def _equivalence(args) -> None:
+    import tomllib
+
+    from rlino.compare import load_compare_config
+    from rlino.config import load_config
+    from rlino.equivalence import run_equivalence, to_markdown, write_json
+
+    if args.batches < 1:
+        raise RlinoError(f"--batches must be >= 1, got {args.batches}")
+    is_compare = args.config is None  # the default is the embedded comparison's shared settings
+    if args.config is not None and Path(args.config).is_file():
+        try:
+            is_compare = "compare" in tomllib.loads(Path(args.config).read_text())
+        except tomllib.TOMLDecodeError:
+            pass  # load_config reports it
+    if is_compare:
+        cfg = load_compare_config(args.config, args.overrides)[1]
+    else:
+        cfg = load_config(args.config, args.overrides)
+    result = run_equivalence(cfg, batches=args.batches)
+    print(to_markdown(result))
+    if args.json:
+        write_json(result, args.json)
+        print(f"written: {args.json}")
+
+
 def _methods_table() -> str:
     from rlino.objectives import METHODS
 
@@ -160,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             from rlino.base_model import base_model_dir
 
             print(base_model_dir(seed=args.seed, rebuild=args.rebuild))
+        elif args.command == "equivalence":
+            _equivalence(args)
         elif args.command == "methods":
             print(_methods_table())
     except RlinoError as e:

@@ -1,0 +1,173 @@
+"""`rlino equivalence`: do two methods give the same gradient on the same batch?
+
+The paper's claim made checkable: with β = 0, one update per freshly sampled batch (ratio = 1) and binary rewards,
+GRPO's gradient equals that of a weighted supervised loss whose weights are GRPO's advantages (`fisft_adv`). This
+samples real batches from a model, and for pairs of methods compares the two gradients (relative L2 difference
+‖g_a − g_b‖ / ‖g_b‖ and cosine similarity), over several batches:
+
+- `fisft_adv` vs `grpo_no_kl` on the first update: expected equal up to float error;
+- `fisft_pos_neg` vs `grpo_no_kl`: how close fixed ±1 weights come (not expected equal);
+- `grpo` vs `grpo_no_kl` after the policy moved: what the KL term changes (at the first update the policy is the
+  reference, so the KL gradient is exactly 0);
+- `fisft_adv` vs `grpo_no_kl` after k inner updates on the same batch: the ratio moves, the clip acts, and the match
+  degrades;
+- each method under each aggregation against its own default: how much is aggregation alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlino.config import Config
+from rlino.errors import RlinoError
+from rlino.objectives import AGGREGATIONS, METHODS, Method, response_weights, token_loss
+from rlino.rollout import Rollout, sample, token_logprobs
+
+INNER_STEPS = (1, 2, 4)
+EQUAL_TOL = 1e-5
+
+
+def _flat_grad(model) -> torch.Tensor:
+    return torch.cat([p.grad.flatten() if p.grad is not None else torch.zeros(p.numel()) for p in model.parameters()])
+
+
+def gradient(model, rollout: Rollout, rewards: torch.Tensor, group_size: int, method: Method, *, temperature: float,
+             max_new_tokens: int, old_logp: torch.Tensor | None = None,
+             ref_logp: torch.Tensor | None = None) -> torch.Tensor:
+    """The flattened gradient of `method`'s loss on the whole batch (one forward, no micro-batching)."""
+    model.zero_grad(set_to_none=True)
+    logp, _ = token_logprobs(model, rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids,
+                             rollout.completion_mask, temperature=temperature)
+    w = response_weights(rewards, group_size, method)
+    token_loss(logp, rollout.completion_mask, w, method, old_logp=old_logp, ref_logp=ref_logp,
+               max_new_tokens=max_new_tokens).loss.backward()
+    return _flat_grad(model)
+
+
+def compare_grads(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+    a, b = a.double(), b.double()  # float64: a cosine of float32 vectors can come out above 1
+    rel = float((a - b).norm() / b.norm().clamp(min=1e-300))
+    cos = float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+    return {"rel_diff": rel, "cosine": cos}
+
+
+def batch_checks(model, rollout: Rollout, rewards: torch.Tensor, cfg: Config) -> list[dict[str, Any]]:
+    """Every comparison on one sampled batch; each row names the pair, the condition and the two numbers."""
+    G, T, L = cfg.train.group_size, cfg.sampling.temperature, cfg.sampling.max_new_tokens
+    kw = dict(temperature=T, max_new_tokens=L)
+    rows = []
+
+    def add(pair, condition, expected_equal, a, b):
+        rows.append({"pair": pair, "condition": condition, "expected_equal": expected_equal, **compare_grads(a, b)})
+
+    base = {name: gradient(model, rollout, rewards, G, METHODS[name], **kw) for name in
+            ("grpo_no_kl", "fisft_adv", "fisft_pos_neg", "fisft_pos")}
+    add("fisft_adv vs grpo_no_kl", "first update (ratio = 1)", True, base["fisft_adv"], base["grpo_no_kl"])
+    add("fisft_pos_neg vs grpo_no_kl", "first update", False, base["fisft_pos_neg"], base["grpo_no_kl"])
+    add("fisft_pos vs grpo_no_kl", "first update", False, base["fisft_pos"], base["grpo_no_kl"])
+    for name in ("grpo_no_kl", "fisft_pos_neg"):
+        for agg in AGGREGATIONS:
+            if agg != METHODS[name].aggregation:
+                m = dataclasses.replace(METHODS[name], aggregation=agg)
+                add(f"{name} [{agg}] vs {name}", "first update: aggregation alone", False,
+                    gradient(model, rollout, rewards, G, m, **kw), base[name])
+
+    # inner updates on the same batch: the ratio pi/pi_old moves away from 1 and the clip starts to act
+    with torch.no_grad():
+        old, _ = token_logprobs(model, rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids,
+                                rollout.completion_mask, temperature=T)
+    moved = copy.deepcopy(model)
+    opt = torch.optim.AdamW(moved.parameters(), lr=cfg.train.learning_rate, weight_decay=0.0)
+    for k in range(1, max(INNER_STEPS) + 1):
+        gradient(moved, rollout, rewards, G, METHODS["grpo_no_kl"], old_logp=old, **kw)  # leaves .grad set
+        opt.step()
+        if k in INNER_STEPS:
+            no_kl = gradient(moved, rollout, rewards, G, METHODS["grpo_no_kl"], old_logp=old, **kw)
+            adv = gradient(moved, rollout, rewards, G, METHODS["fisft_adv"], **kw)
+            kl = gradient(moved, rollout, rewards, G, METHODS["grpo"], old_logp=old, ref_logp=old, **kw)
+            add("fisft_adv vs grpo_no_kl", f"after {k} inner update(s) on the batch", False, adv, no_kl)
+            add("grpo vs grpo_no_kl", f"after {k} inner update(s) (KL to the starting policy)", False, kl, no_kl)
+    return rows
+
+
+def run_equivalence(cfg: Config, *, batches: int = 3, reward_fn=None) -> dict[str, Any]:
+    """Sample `batches` batches (train prompts of steps 1..batches) and run every check; aggregate per check."""
+    from rlino.models import load_model
+    from rlino.tasks import load_task
+    from rlino.trainer import prompt_indices
+
+    task = load_task(cfg.task.name, **cfg.task.options)
+    items = task.items("train")
+    model, tokenizer = load_model(cfg.model.name_or_path, dtype="float32", device=cfg.model.device,
+                                  seed=cfg.train.seed)
+    G = cfg.train.group_size
+    per_batch = []
+    for step in range(1, 10 * batches + 1):
+        if len(per_batch) == batches:
+            break
+        chosen = [items[i] for i in prompt_indices(step, cfg.train.prompts_per_step, len(items), cfg.train.seed)]
+        rows = [it for it in chosen for _ in range(G)]
+        rollout = sample(model, tokenizer, [it.prompt for it in rows], list(range(len(rows))), seed=cfg.train.seed,
+                         step=step, temperature=cfg.sampling.temperature, top_p=cfg.sampling.top_p,
+                         max_new_tokens=cfg.sampling.max_new_tokens, batch_size=cfg.sampling.batch_size)
+        score = reward_fn or task.score
+        rewards = torch.tensor([score(t, it) for t, it in zip(rollout.texts, rows)], dtype=torch.float)
+        groups = rewards.view(-1, G)
+        if bool((groups.max(dim=1).values == groups.min(dim=1).values).all()):
+            continue  # every advantage is 0: both gradients vanish and the batch tells nothing
+        model.train()
+        per_batch.append({"step": step, "reward_mean": float(rewards.mean()), "checks": batch_checks(
+            model, rollout, rewards, cfg)})
+    if not per_batch:
+        raise RlinoError(f"no sampled batch had reward variance within a group in {10 * batches} steps: every "
+                         "gradient is 0; use a model that solves some prompts")
+    summary = []
+    for j, first in enumerate(per_batch[0]["checks"]):
+        vals = [b["checks"][j] for b in per_batch]
+        rel = [v["rel_diff"] for v in vals]
+        cos = [v["cosine"] for v in vals]
+        row = {k: first[k] for k in ("pair", "condition", "expected_equal")}
+        row.update(rel_diff_mean=sum(rel) / len(rel), rel_diff_max=max(rel), cosine_mean=sum(cos) / len(cos))
+        if first["expected_equal"]:
+            row["agrees"] = row["rel_diff_max"] <= EQUAL_TOL
+        summary.append(row)
+    return {"model": cfg.model.name_or_path, "task": cfg.task.name, "batches": len(per_batch),
+            "responses_per_batch": cfg.train.prompts_per_step * G, "tolerance": EQUAL_TOL, "summary": summary,
+            "per_batch": per_batch}
+
+
+CONDITIONS = """Equality is expected only for `fisft_adv` vs `grpo_no_kl` on the first update of a freshly sampled batch:
+β = 0, ratio π/π_old = 1 (so the clip is inactive and ∇ρ = ∇log π), binary outcome rewards, and F-ISFT weights equal
+to GRPO's group advantages (zero-variance groups get weight 0 in both). Every other row measures a difference."""
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    lines = [f"Gradient comparison on {result['batches']} sampled batches of {result['responses_per_batch']} "
+             f"responses ({result['model']}, {result['task']}).", "", CONDITIONS, "",
+             "| pair | condition | rel. L2 diff (mean, max) | cosine | expected | agrees |", "|---|---|---|---|---|---|"]
+    for r in result["summary"]:
+        expected = f"equal (≤ {result['tolerance']:g})" if r["expected_equal"] else "different"
+        agrees = ("yes" if r["agrees"] else "NO") if "agrees" in r else "—"
+        lines.append(f"| {r['pair']} | {r['condition']} | {r['rel_diff_mean']:.2e}, {r['rel_diff_max']:.2e} | "
+                     f"{r['cosine_mean']:.6f} | {expected} | {agrees} |")
+    return "\n".join(lines)
+
+
+def write_json(result: dict[str, Any], path: str | Path) -> None:
+    def clean(x):
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [clean(v) for v in x]
+        return x
+
+    Path(path).write_text(json.dumps(clean(result), indent=1))
