@@ -163,3 +163,16 @@ def test_base_recipe_is_deterministic_and_cached(tmp_path, monkeypatch):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
     assert TINY_RECIPE.key(0) != TINY_RECIPE.key(1) != RECIPE.key(0)
+
+
+def test_length_ablation_config_crosses_arms_with_aggregations():
+    from rlino.objectives import resolve_method
+
+    root = Path(__file__).parents[1]
+    _, shared, arms = load_compare_config(root / "configs" / "length-ablation.toml", [])
+    cells = {(a.method, resolve_method(a.config(shared).method).aggregation) for a in arms}
+    for method in ("grpo", "fisft_pos_neg"):
+        for agg in ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"):
+            assert (method, agg) in cells
+    assert ("fisft_pos", "seq-mean-token-mean") in cells
+    assert shared.model.name_or_path == "embedded:countdown" and shared.task.options == RECIPE.task_options
