@@ -22,7 +22,7 @@ from typing import Any
 
 import tomli_w
 
-from rlino.config import Config, apply_overrides, config_from_dict, config_to_dict
+from rlino.config import Config, apply_overrides, config_from_dict, config_to_dict, read_toml
 from rlino.errors import RlinoError
 from rlino.objectives import METHODS
 
@@ -81,17 +81,10 @@ def load_compare_config(path: str | Path | None, overrides: list[str], quick: bo
                         ) -> tuple[dict[str, Any], Config, list[Arm]]:
     """Read a compare config (the packaged default when `path` is None): raw dict, shared Config, arms."""
     if path is None:
-        text = resources.files("rlino").joinpath(DEFAULT_CONFIG).read_text()
+        data = tomllib.loads(resources.files("rlino").joinpath(DEFAULT_CONFIG).read_text())
         where = f"(default) {DEFAULT_CONFIG}"
     else:
-        p = Path(path)
-        if not p.is_file():
-            raise RlinoError(f"config file not found: {p}")
-        text, where = p.read_text(), str(p)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise RlinoError(f"{where}: not valid TOML: {e}") from None
+        data, where = read_toml(path), str(path)
     apply_overrides(data, (QUICK if quick else []) + list(overrides))
     compare = data.pop("compare", {})
     unknown = set(compare) - {"arms"}

@@ -230,19 +230,23 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file as nested dicts; a missing file or bad TOML is an error naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise RlinoError(f"config file not found: {p}")
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise RlinoError(f"{p}: not valid TOML: {e}") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read a TOML config (or start from the defaults when `path` is None) and apply `--set` overrides."""
     data: dict[str, Any] = {}
     where = "config"
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise RlinoError(f"config file not found: {p}")
-        try:
-            data = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise RlinoError(f"{p}: not valid TOML: {e}") from None
-        where = str(p)
+        data, where = read_toml(path), str(path)
     apply_overrides(data, overrides or [])
     return config_from_dict(data, where)
 

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from rlino.config import Config
+from rlino.evaluate import score_all
 from rlino.errors import RlinoError
 from rlino.objectives import AGGREGATIONS, METHODS, Method, response_weights, token_loss
 from rlino.rollout import Rollout, sample, token_logprobs
@@ -97,7 +98,7 @@ def batch_checks(model, rollout: Rollout, rewards: torch.Tensor, cfg: Config) ->
     return rows
 
 
-def run_equivalence(cfg: Config, *, batches: int = 3, reward_fn=None) -> dict[str, Any]:
+def run_equivalence(cfg: Config, *, batches: int = 3) -> dict[str, Any]:
     """Sample `batches` batches (train prompts of steps 1..batches) and run every check; aggregate per check."""
     from rlino.models import load_model
     from rlino.tasks import load_task
@@ -117,8 +118,7 @@ def run_equivalence(cfg: Config, *, batches: int = 3, reward_fn=None) -> dict[st
         rollout = sample(model, tokenizer, [it.prompt for it in rows], list(range(len(rows))), seed=cfg.train.seed,
                          step=step, temperature=cfg.sampling.temperature, top_p=cfg.sampling.top_p,
                          max_new_tokens=cfg.sampling.max_new_tokens, batch_size=cfg.sampling.batch_size)
-        score = reward_fn or task.score
-        rewards = torch.tensor([score(t, it) for t, it in zip(rollout.texts, rows)], dtype=torch.float)
+        rewards = score_all(task, rollout.texts, rows)
         groups = rewards.view(-1, G)
         if bool((groups.max(dim=1).values == groups.min(dim=1).values).all()):
             continue  # every advantage is 0: both gradients vanish and the batch tells nothing

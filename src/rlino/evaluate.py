@@ -15,6 +15,11 @@ from rlino.stats import wilson_interval
 EVAL_STEP = 0x7E57
 
 
+def score_all(task, texts: Sequence[str], items: Sequence) -> torch.Tensor:
+    """The verifier's reward for each (response, item) pair, as a float tensor."""
+    return torch.tensor([task.score(text, it) for text, it in zip(texts, items)], dtype=torch.float)
+
+
 def mean_or_none(values: torch.Tensor) -> float | None:
     """Mean of a 1-D tensor as a float, or None (null in JSON) when it is empty."""
     return float(values.float().mean()) if values.numel() else None
@@ -39,7 +44,7 @@ def evaluate(model, tokenizer, task, items: Sequence, *, seed: int, temperature:
     rollout = sample(model, tokenizer, [it.prompt for it in items], list(range(len(items))), seed=seed,
                      step=EVAL_STEP, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                      batch_size=batch_size)
-    rewards = torch.tensor([task.score(text, it) for text, it in zip(rollout.texts, items)], dtype=torch.float)
+    rewards = score_all(task, rollout.texts, items)
     correct = int(is_correct(rewards).sum())
     lo, hi = wilson_interval(correct / max(len(items), 1), len(items))
     stats: dict[str, Any] = {"eval/accuracy": correct / max(len(items), 1), "eval/accuracy_lo": lo,
@@ -67,8 +72,7 @@ def evaluate_k(model, tokenizer, task, items: Sequence, *, k: int, seed: int, te
     prompts = [it.prompt for _ in range(k) for it in items]
     rollout = sample(model, tokenizer, prompts, list(range(k * n)), seed=seed, step=EVAL_STEP,
                      temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    rewards = torch.tensor([task.score(text, it) for text, it in zip(rollout.texts, [it for _ in range(k)
-                            for it in items])], dtype=torch.float)
+    rewards = score_all(task, rollout.texts, [it for _ in range(k) for it in items])
     correct = is_correct(rewards).view(k, n)
     mean_acc = int(correct.sum()) / (k * n)
     lo, hi = wilson_interval(mean_acc, k * n)

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from rlino.config import Config, load_config, save_config
 from rlino.errors import RlinoError
-from rlino.evaluate import evaluate, length_stats
+from rlino.evaluate import evaluate, length_stats, score_all
 from rlino.models import load_model, save_model
 from rlino.objectives import Method, is_correct, resolve_method, response_weights, token_loss
 from rlino.rollout import sample, token_logprobs
@@ -103,12 +103,14 @@ def lr_lambda(cfg: Config):
 
 def prompt_indices(step: int, per_step: int, num_items: int, seed: int) -> list[int]:
     """Items for a step (1-based): consecutive slices of a fresh seeded shuffle of the split per pass."""
+    orders: dict[int, list[int]] = {}  # one shuffle per pass touched by this step
     out = []
     for k in range((step - 1) * per_step, step * per_step):
         epoch, pos = divmod(k, num_items)
-        order = list(range(num_items))
-        random.Random(seed * 1_000_003 + epoch).shuffle(order)
-        out.append(order[pos])
+        if epoch not in orders:
+            orders[epoch] = list(range(num_items))
+            random.Random(seed * 1_000_003 + epoch).shuffle(orders[epoch])
+        out.append(orders[epoch][pos])
     return out
 
 
@@ -159,8 +161,7 @@ class Run:
         rollout = sample(self.model, self.tokenizer, prompts, list(range(len(prompts))), seed=c.train.seed, step=step,
                          temperature=c.sampling.temperature, top_p=c.sampling.top_p,
                          max_new_tokens=c.sampling.max_new_tokens, batch_size=c.sampling.batch_size)
-        rewards = torch.tensor([self.task.score(text, it) for text, it in zip(rollout.texts, row_items)],
-                               dtype=torch.float)
+        rewards = score_all(self.task, rollout.texts, row_items)
         t_sample = time.perf_counter()
 
         device = rollout.completion_ids.device
