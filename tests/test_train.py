@@ -8,6 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rlino.cli import main
+from rlino.config import load_config
 from rlino.errors import RlinoError
 from rlino.models import build_embedded
 from rlino.objectives import METHODS
@@ -174,3 +175,24 @@ def test_bad_data_row_stops_before_training(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "row 1" in err and "answer" in err
     assert not (tmp_path / "d" / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize("aggregation", ["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"])
+def test_logged_token_weights_are_the_analytic_ones(tmp_path, aggregation):
+    """weights.jsonl holds −∂loss/∂log π_t measured by autograd; with no ratio and no KL it is w_i · N · f(|o_i|)."""
+    from rlino.objectives import token_weights_for_length
+
+    out = train(SMOKE, TOY + ["method.name=fisft_pos_neg", f"method.aggregation={aggregation}", "train.steps=2",
+                              "eval.every=0"], out=tmp_path / "w")
+    run = out.parents[1]
+    rows = [json.loads(line) for line in (run / "weights.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    max_new_tokens = load_config(run / "config.toml").sampling.max_new_tokens
+    for r in rows:
+        lengths = torch.tensor(r["length"])
+        assert r["num_tokens"] == int(lengths.sum()) and len(lengths) == r["num_responses"]
+        analytic = token_weights_for_length(lengths, aggregation, num_responses=r["num_responses"],
+                                            num_tokens=r["num_tokens"], max_new_tokens=max_new_tokens) * r["num_responses"]
+        w = torch.tensor(r["response_weight"])
+        assert torch.equal(w, torch.tensor([1.0 if c else -1.0 for c in r["correct"]]))
+        torch.testing.assert_close(torch.tensor(r["token_weight"]), w * analytic, rtol=1e-5, atol=1e-7)

@@ -46,6 +46,9 @@ warnings.simplefilter("always", RlinoWarning)
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.pt"
+LOG_FILES = ("metrics.jsonl", "samples.jsonl", "eval_samples.jsonl", "weights.jsonl")
+"""One JSON line per step (or per logged sample); weights.jsonl holds, per response, its length, correctness,
+weight w_i and the per-token weight the step's loss really gave it (−∂loss/∂log π_t averaged over its tokens, × N)."""
 TIMING_KEYS = ("step_time_s", "tokens_per_s", "sample_time_s", "update_time_s", "time_s")
 
 
@@ -175,6 +178,7 @@ class Run:
                              for _, mb in batches]
         old_logps: list[torch.Tensor | None] = [None] * len(batches)
         sums = dict(loss=0.0, kl=0.0, clip=0.0, entropy=0.0, clip_n=0)
+        token_weight = torch.zeros(n_resp, device=device)
         self.model.train()
         for epoch in range(m.epochs_per_batch):
             self.optimizer.zero_grad(set_to_none=True)
@@ -183,6 +187,7 @@ class Run:
                                                with_entropy=epoch == 0)
                 if epoch == 0:
                     old_logps[k] = logp.detach()  # the sampling-time policy, for the ratio of later epochs
+                    logp.retain_grad()  # d loss / d log π_t: the weight the step really gives each token
                 out = token_loss(logp, mb[3], weights[rows], m, old_logp=old_logps[k], ref_logp=ref_logps[k],
                                  num_responses=n_resp, num_tokens=n_tok, max_new_tokens=c.sampling.max_new_tokens)
                 if not torch.isfinite(out.loss):
@@ -190,6 +195,9 @@ class Run:
                                      f"{k + 1}); stopping without applying it. {self._last_checkpoint_note()}")
                 out.loss.backward()
                 tokens = float(mb[3].sum())
+                if epoch == 0:
+                    # per response, the mean over its tokens of −∂loss/∂log π_t, times the step's response count
+                    token_weight[rows] = -(logp.grad * mb[3]).sum(dim=1) / mb[3].sum(dim=1).clamp(min=1) * n_resp
                 if epoch == 0:
                     sums["loss"] += float(out.loss.detach())
                     sums["entropy"] += float((entropy * mb[3]).sum())
@@ -233,7 +241,11 @@ class Run:
                     "length": int(rollout.lengths[i]), "truncated": bool(rollout.truncated[i]),
                     "uid": getattr(it, "uid", None)}
                    for i, it in zip(range(c.train.log_samples), row_items)]
-        return metrics | {"_samples": samples}
+        weights_row = {"step": step, "num_responses": n_resp, "num_tokens": int(n_tok),
+                       "length": rollout.lengths.tolist(), "correct": ok.tolist(),
+                       "response_weight": [round(float(x), 6) for x in weights],
+                       "token_weight": [float(f"{float(x):.6g}") for x in token_weight]}
+        return metrics | {"_samples": samples, "_weights": [weights_row]}
 
     def _warn(self, step: int, metrics: dict[str, Any]) -> None:
         if metrics["truncated_frac"] >= 1.0:
@@ -254,12 +266,12 @@ class Run:
         bar = tqdm(total=c.train.steps, initial=self.step, desc=self.label or self.method.name, file=sys.stderr,
                    dynamic_ncols=True)
         last_eval = None
-        files = {name: open(self.out / name, "a") for name in ("metrics.jsonl", "samples.jsonl", "eval_samples.jsonl")}
+        files = {name: open(self.out / name, "a") for name in LOG_FILES}
         try:
             for step in range(self.step + 1, c.train.steps + 1):
                 t0 = time.perf_counter()
                 metrics = self.train_step(step)
-                lines = {"samples.jsonl": metrics.pop("_samples")}
+                lines = {"samples.jsonl": metrics.pop("_samples"), "weights.jsonl": metrics.pop("_weights")}
                 if c.eval.every and (step % c.eval.every == 0 or step == c.train.steps):
                     result = evaluate(self.model, self.tokenizer, self.task, self.eval_items, seed=c.train.seed,
                                       temperature=c.eval.temperature, top_p=c.eval.top_p,
@@ -328,7 +340,7 @@ class Run:
         random.setstate(state["python_rng"])
         self.step, self.zero_std_streak, self.elapsed = state["step"], state["zero_std_streak"], state["elapsed"]
         # drop log lines written after the checkpoint, so the resumed run neither loses nor repeats a step
-        for name in ("metrics.jsonl", "samples.jsonl", "eval_samples.jsonl"):
+        for name in LOG_FILES:
             path = self.out / name
             if path.exists():
                 lines = [ln for ln in path.read_text().splitlines() if ln.strip()
