@@ -176,3 +176,14 @@ def test_length_ablation_config_crosses_arms_with_aggregations():
             assert (method, agg) in cells
     assert ("fisft_pos", "seq-mean-token-mean") in cells
     assert shared.model.name_or_path == "embedded:countdown" and shared.task.options == RECIPE.task_options
+
+
+def test_shared_method_keys_apply_to_every_arm_and_the_arm_set_wins():
+    _, shared, arms = load_compare_config(None, ["method.epochs_per_batch=2", "method.neg_weight=0.5",
+                                                 'compare.arms=["grpo", {name = "x", method = "fisft_pos_neg", '
+                                                 'set = ["method.neg_weight=0.25"]}]'])
+    grpo, x = (arm.config(shared).method for arm in arms)
+    assert (grpo.name, grpo.epochs_per_batch, grpo.neg_weight) == ("grpo", 2, 0.5)
+    assert (x.name, x.epochs_per_batch, x.neg_weight) == ("fisft_pos_neg", 2, 0.25)
+    with pytest.raises(RlinoError, match="method.name does not apply to a compare"):
+        load_compare_config(None, ["method.name=grpo"])

@@ -39,7 +39,9 @@ class Arm:
 
     def config(self, shared: Config) -> Config:
         data = config_to_dict(shared)
-        data["method"] = {"name": self.method}  # an arm's method settings come only from the arm
+        # the arm names the method row; shared [method] keys (e.g. --set method.neg_weight=0.5) apply to every arm,
+        # and the arm's own `set` entries come last
+        data["method"] = {**{k: v for k, v in data.get("method", {}).items() if k != "name"}, "name": self.method}
         apply_overrides(data, list(self.overrides))
         return config_from_dict(data, where=f"arm '{self.name}'")
 
@@ -91,6 +93,9 @@ def load_compare_config(path: str | Path | None, overrides: list[str], quick: bo
     if unknown:
         raise RlinoError(f"{where}: unknown key(s) in [compare]: {sorted(unknown)} (valid: arms)")
     arms = parse_arms(compare.get("arms"))
+    if "name" in data.get("method", {}):
+        raise RlinoError(f"{where}: method.name does not apply to a compare: each arm names its method in "
+                         "compare.arms (a shared [method] table sets the other method keys for every arm)")
     shared = config_from_dict(data, where)
     for arm in arms:  # every arm must be valid before anything runs
         from rlino.trainer import validate
