@@ -34,13 +34,14 @@ def write_base(root: Path, accuracy: float = 0.25, response: str = "base says 3"
 
 
 def write_arm(root: Path, name: str, method: str, *, final_accuracy: float, wrong_length, correct_length=lambda s: 30.0,
-              steps: int = 100, planned_steps: int | None = None, eval_every: int = 25, response: str = "1+2") -> None:
+              steps: int = 100, planned_steps: int | None = None, eval_every: int = 25, response: str = "1+2",
+              aggregation: str = "seq-mean-token-mean") -> None:
     """An arm whose held-out accuracy climbs linearly from 0.25 to final_accuracy; lengths from the given functions."""
     run = root / "runs" / name
     run.mkdir(parents=True)
     (run / "config.toml").write_text(
         f'[model]\nname_or_path = "embedded:tiny"\n[task]\nname = "countdown"\n'
-        f'[method]\nname = "{method}"\naggregation = "seq-mean-token-mean"\n'
+        f'[method]\nname = "{method}"\naggregation = "{aggregation}"\n'
         f"[train]\nsteps = {planned_steps or steps}\nprompts_per_step = 8\ngroup_size = 4\nlearning_rate = 1e-6\n"
         f"[sampling]\ntemperature = 1.0\nmax_new_tokens = 64\n[eval]\nevery = {eval_every}\ntemperature = 0.0\n")
     rows, samples = [], []
@@ -121,7 +122,7 @@ def test_files_are_written_and_plots_are_real_pngs(compare):
         assert png.stat().st_size > 5000
         assert f"(plots/{name}.png)" in (root / "report.md").read_text()
     html = (root / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3 and 'src="plots/' not in html
+    assert html.count("data:image/png;base64,") == 4 and 'src="plots/' not in html
 
 
 def test_results_json_numbers(compare):
@@ -150,7 +151,8 @@ def test_table_has_base_and_one_row_per_arm(compare):
     assert names == ["Base", "grpo", "fisft_pos_neg", "fisft_pos"]
     grpo = next(line for line in table if line.startswith("| grpo "))
     assert "60.0 [" in grpo and "+35.0" in grpo and "3 min 20 s" in grpo
-    assert (root / "report.html").read_text().count("<tr>") == 1 + 4  # header + rows
+    first_table = (root / "report.html").read_text().split("<table")[1].split("</table>")[0]
+    assert first_table.count("<tr>") == 1 + 4  # header + rows
 
 
 def test_summary_sentences(compare):

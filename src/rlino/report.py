@@ -26,6 +26,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from rlino.errors import RlinoError
+from rlino.length_study import causal_verdicts, plot_token_weights, token_weight_summary
 from rlino.stats import ols_slope, t_quantile_975, wilson_interval  # noqa: F401 (re-exported)
 
 PLOTS = ("accuracy", "length", "reward")
@@ -69,6 +70,8 @@ class ArmRun:
     rows: list[dict[str, Any]] = field(default_factory=list)
     evals: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
+    weights: list[dict[str, Any]] = field(default_factory=list)
+    """weights.jsonl: per step, each response's length, correctness, w_i and measured per-token weight."""
     started: bool = True
 
 
@@ -165,6 +168,8 @@ def _load_arm(folder: Path, name: str, method: str | None) -> ArmRun:
     arm = ArmRun(name, run, method=config.get("method", {}).get("name", method), config=config, rows=rows)
     arm.evals = [row for row in rows if _num(row.get("eval/accuracy")) is not None]
     arm.samples = _last_eval_samples(run / "eval_samples.jsonl")
+    if (run / "weights.jsonl").is_file():
+        arm.weights = _one_row_per_step(_read_jsonl(run / "weights.jsonl"), run / "weights.jsonl")
     return arm
 
 
@@ -252,6 +257,7 @@ def _arm_results(arm: ArmRun, base_accuracy: float) -> dict[str, Any]:
         "eval_accuracy_hi": [_round(hi_, 4) for _, _, hi_ in intervals],
         "length_wrong_slope": length_slope(arm.rows, "length_wrong_mean"),
         "length_correct_slope": length_slope(arm.rows, "length_correct_mean"),
+        "token_weight": token_weight_summary(arm.weights),
     }
 
 
@@ -261,6 +267,7 @@ def compute_results(compare: Compare) -> dict[str, Any]:
     arms = {arm.name: _arm_results(arm, compare.base["eval/accuracy"]) for arm in compare.arms}
     results = {"base": base, "arms": arms}
     results["summary"] = summary_sentences(results, [arm.name for arm in compare.arms if not arm.started])
+    results["length_verdicts"] = causal_verdicts(arms)
     return _json_safe(results)
 
 
@@ -538,6 +545,42 @@ def _comparison_table(results: dict[str, Any]) -> Table:
     return Table(header, rows)
 
 
+def _slope_cell(slope: dict[str, Any] | None) -> str:
+    if slope is None:
+        return DASH
+    return f"{slope['per_100_steps']:+.1f} [{slope['lo']:+.1f}, {slope['hi']:+.1f}] {trend(slope)}"
+
+
+def _weight_cell(summary: dict[str, Any] | None, label: str) -> str:
+    part = (summary or {}).get(label)
+    if not part:
+        return DASH
+    ratio = "" if part["long_over_short"] is None else f" (×{part['long_over_short']:.2f})"
+    return (f"{part['short_weight']:+.3g} at {part['short_length']:.0f} tok → {part['long_weight']:+.3g} at "
+            f"{part['long_length']:.0f} tok{ratio}")
+
+
+def _length_blocks(results: dict[str, Any]) -> list[Block]:
+    """Slopes of correct and wrong length per arm, measured per-token weights, and the generated verdicts."""
+    rows = [[name, arm["method"] or DASH, arm.get("aggregation") or DASH, _slope_cell(arm["length_wrong_slope"]),
+             _slope_cell(arm["length_correct_slope"]), _weight_cell(arm.get("token_weight"), "wrong"),
+             _weight_cell(arm.get("token_weight"), "correct")]
+            for name, arm in results["arms"].items() if arm["steps"] is not None]
+    blocks: list[Block] = [
+        Heading(2, "Response length and per-token weights"),
+        Table(["arm", "method", "aggregation", "wrong-length slope [95% CI]", "correct-length slope [95% CI]",
+               "per-token weight × N, wrong: shortest → longest quarter", "same, correct"], rows),
+        Para("Slopes are in tokens per 100 training steps. Per-token weights are measured on the training steps "
+             "(−∂loss/∂log π_t from autograd, averaged over a response's tokens, times the step's number of responses "
+             "N), pooled over the run: under seq-mean-token-mean a longer response gets less weight per token, under "
+             "the other two aggregations the same."),
+        Image("plots/token_weights.png", "per-token weight vs response length"),
+    ]
+    if results.get("length_verdicts"):
+        blocks += [Heading(3, "Does the aggregation cause the length growth?"), Bullets(results["length_verdicts"])]
+    return blocks
+
+
 def _setting(arms: list[ArmRun], section: str, key: str) -> str:
     """A config value shared by the arms, or each value with the arms that used it."""
     by_value: dict[str, list[str]] = {}
@@ -628,6 +671,7 @@ def report_blocks(compare: Compare, results: dict[str, Any]) -> list[Block]:
         Para("Intervals that overlap do not show that two arms are equal, only that this evaluation does not tell "
              "them apart. Length trends are least-squares slopes over the training steps; their intervals treat the "
              "steps as independent, so they are narrower than they should be for slowly drifting series."),
+        *_length_blocks(results),
         Heading(2, "The config used"),
         config_block,
         Heading(2, "Sample responses"),
@@ -727,6 +771,7 @@ def build_report(compare_dir: str | Path) -> dict[str, Any]:
     plot_accuracy(folder / "plots" / "accuracy.png", results, colors)
     plot_lengths(folder / "plots" / "length.png", started, colors)
     plot_reward(folder / "plots" / "reward.png", started, colors)
+    plot_token_weights(folder / "plots" / "token_weights.png", started)
     blocks = report_blocks(compare, results)
     (folder / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
     (folder / "report.md").write_text(to_markdown(blocks))
