@@ -196,3 +196,20 @@ def test_logged_token_weights_are_the_analytic_ones(tmp_path, aggregation):
         w = torch.tensor(r["response_weight"])
         assert torch.equal(w, torch.tensor([1.0 if c else -1.0 for c in r["correct"]]))
         torch.testing.assert_close(torch.tensor(r["token_weight"]), w * analytic, rtol=1e-5, atol=1e-7)
+
+
+def test_gradient_checkpointing_and_autocast_settings(tmp_path):
+    """Checkpointing recomputes the same numbers; autocast `auto` is fp32 on CPU; `bf16` runs and stays close."""
+    common = TOY + ["method.name=grpo", "train.steps=1", "eval.every=0"]
+    runs = {name: train(SMOKE, common + sets, out=tmp_path / name) for name, sets in
+            {"plain": [], "ckpt": ["train.gradient_checkpointing=true"], "off": ["model.autocast='off'"],
+             "bf16": ["model.autocast='bf16'"]}.items()}
+    w = {name: AutoModelForCausalLM.from_pretrained(folder).state_dict() for name, folder in runs.items()}
+    init = build_embedded("tiny", seed=0)[0].state_dict()
+    for k in w["plain"]:
+        assert torch.allclose(w["ckpt"][k], w["plain"][k], rtol=0, atol=1e-6), k
+        assert torch.equal(w["off"][k], w["plain"][k]), k  # auto on CPU = no autocast
+    moved = sum(float((w["plain"][k] - init[k]).norm()) for k in init)
+    assert moved > 0 and sum(float((w["bf16"][k] - init[k]).norm()) for k in init) > 0
+    with pytest.raises(RlinoError, match="model.autocast must be one of auto, bf16, off"):
+        train(SMOKE, ["model.autocast='fp8'"], out=tmp_path / "bad")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -178,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.config is None and args.resume is None:
                 raise RlinoError("rlino train needs a CONFIG file (or --resume DIR)")
             final = train(args.config, args.overrides, out=args.out, resume=args.resume)
-            print(f"final model: {final}")
+            if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the run
+                print(f"final model: {final}")
         elif args.command == "compare":
             _compare(args)
         elif args.command == "eval":

@@ -1,8 +1,9 @@
 """The typed run configuration: six sections of plain values with documented defaults.
 
 A config is a TOML file whose tables are the sections below; any key can be overridden from the command line with
-`--set section.key=value` (the value is read as TOML, and as a plain string when it is not valid TOML). Unknown keys
-and wrong types are errors that name the key, the expected type and the closest valid key.
+`--set section.key=value` (the value is read as TOML, and as a plain string when it is not valid TOML). A section can
+hold a nested table (`[model.lora]`, overridden as `--set model.lora.rank=8`). Unknown keys and wrong types are errors
+that name the key, the expected type and the closest valid key.
 """
 
 from __future__ import annotations
@@ -21,6 +22,24 @@ import tomli_w
 from rlino.errors import RlinoError
 
 
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+"""The attention and MLP projections of Qwen2/Llama-style models: the default `model.lora.target_modules`."""
+
+
+@dataclass
+class LoraConfig:
+    rank: int = 0
+    """LoRA rank r; 0 (the default) trains every weight (no LoRA). > 0 trains only rank-r adapters (through PEFT)
+    on `target_modules` and leaves the base weights frozen."""
+    alpha: float | None = None
+    """LoRA scale numerator: the update is (alpha / rank) · B·A. Unset: 2 × rank (a scale of 2 at every rank)."""
+    dropout: float = 0.0
+    """Dropout on the adapters' input during training (0 keeps the update deterministic given the batch)."""
+    target_modules: list[str] | str = field(default_factory=lambda: list(LORA_TARGETS))
+    """Module names (suffixes) that get adapters, or `all-linear` (every linear layer but the output head, as PEFT
+    reads it). Default: q/k/v/o_proj and gate/up/down_proj, the attention and MLP projections of Qwen2 and Llama."""
+
+
 @dataclass
 class ModelConfig:
     name_or_path: str = "embedded:tiny"
@@ -30,6 +49,11 @@ class ModelConfig:
     `float16`."""
     device: str = "auto"
     """`auto` (CUDA when available, else CPU), `cpu`, `cuda`, `cuda:N`."""
+    autocast: str = "auto"
+    """Mixed precision for sampling and the forward/backward passes: `auto` (bf16 autocast on CUDA, none on CPU),
+    `bf16`, or `off`. Parameters, optimizer state and the loss stay in `dtype`."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """The `[model.lora]` table: train low-rank adapters instead of every weight (rank 0, the default, = no LoRA)."""
 
 
 @dataclass
@@ -87,6 +111,8 @@ class TrainConfig:
     adam_eps: float = 1e-8
     max_grad_norm: float = 1.0
     """Gradient clipping by global L2 norm; 0 disables it."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass instead of keeping them (less memory, about 30% more time)."""
     micro_batch_size: int = 16
     """Responses per forward/backward pass; the update does not depend on it (losses use whole-step normalisers)."""
     seed: int = 0
@@ -146,6 +172,11 @@ def _section_types() -> dict[str, dict[str, Any]]:
     return {name: typing.get_type_hints(cls) for name, cls in hints.items()}
 
 
+def _is_section(expected: Any) -> bool:
+    """Whether a key's type is itself a table of keys (a nested dataclass such as `model.lora`)."""
+    return isinstance(expected, type) and dataclasses.is_dataclass(expected)
+
+
 def _closest(word: str, choices: list[str]) -> str:
     match = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
     return f" (did you mean '{match[0]}'?)" if match else ""
@@ -166,7 +197,13 @@ def _check_type(key: str, value: Any, expected: Any) -> Any:
             return dict(value)
     elif origin is list:
         if isinstance(value, list):
-            return list(value)
+            (item_type,) = typing.get_args(expected) or (Any,)
+            if item_type is Any:
+                return list(value)
+            try:
+                return [_check_type(f"{key}[{i}]", v, item_type) for i, v in enumerate(value)]
+            except RlinoError:
+                pass
     elif expected is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -185,22 +222,30 @@ def _check_type(key: str, value: Any, expected: Any) -> Any:
     raise RlinoError(f"config key '{key}' expects {name}, got {type(value).__name__} {value!r}")
 
 
+def _fill(target: Any, values: Any, prefix: str, where: str) -> None:
+    """Set the keys of the dataclass `target` from a dict, recursing into nested sections (`model.lora`)."""
+    if not isinstance(values, dict):
+        raise RlinoError(f"{where}: '{prefix}' must be a table of keys, got {values!r}")
+    hints = typing.get_type_hints(type(target))
+    for key, value in values.items():
+        full = f"{prefix}.{key}"
+        if key not in hints:
+            valid = [f"{prefix}.{k}" for k in hints]
+            raise RlinoError(f"{where}: unknown config key '{full}'{_closest(full, valid)}")
+        if _is_section(hints[key]):
+            _fill(getattr(target, key), value, full, where)
+        else:
+            setattr(target, key, _check_type(full, value, hints[key]))
+
+
 def config_from_dict(data: dict[str, Any], where: str = "config") -> Config:
-    """Build a Config from nested dicts (a parsed TOML file), checking every key and type."""
+    """Build a Config from nested dicts (a parsed TOML file), checking every key and type, nested tables too."""
     types_ = _section_types()
     cfg = Config()
     for section, values in data.items():
         if section not in types_:
             raise RlinoError(f"{where}: unknown config section '{section}'{_closest(section, list(types_))}")
-        if not isinstance(values, dict):
-            raise RlinoError(f"{where}: '{section}' must be a table of keys, got {values!r}")
-        target = getattr(cfg, section)
-        for key, value in values.items():
-            full = f"{section}.{key}"
-            if key not in types_[section]:
-                valid = [f"{section}.{k}" for k in types_[section]]
-                raise RlinoError(f"{where}: unknown config key '{full}'{_closest(full, valid)}")
-            setattr(target, key, _check_type(full, value, types_[section][key]))
+        _fill(getattr(cfg, section), values, section, where)
     return cfg
 
 

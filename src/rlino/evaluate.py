@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import torch
 
+from rlino.distributed import SINGLE, World
 from rlino.objectives import is_correct
 from rlino.rollout import sample
 from rlino.stats import wilson_interval
@@ -36,25 +37,29 @@ def length_stats(lengths: torch.Tensor, rewards: torch.Tensor, prefix: str = "")
 
 
 def evaluate(model, tokenizer, task, items: Sequence, *, seed: int, temperature: float, top_p: float,
-             max_new_tokens: int, batch_size: int = 64, log_samples: int = 0) -> dict[str, Any]:
+             max_new_tokens: int, batch_size: int = 64, log_samples: int = 0, world: World = SINGLE) -> dict[str, Any]:
     """Score one response per held-out item; metric names carry the `eval/` prefix.
 
-    With `log_samples` > 0 the result also has `samples`: the first items' prompts, responses and rewards.
+    With `log_samples` > 0 the result also has `samples`: the first items' prompts, responses and rewards. Under
+    data parallel each rank samples its share of the items (noise keyed by the item's index, so the responses are
+    the same on any number of ranks) and every rank returns the same gathered result.
     """
-    rollout = sample(model, tokenizer, [it.prompt for it in items], list(range(len(items))), seed=seed,
-                     step=EVAL_STEP, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                     batch_size=batch_size)
-    rewards = score_all(task, rollout.texts, items)
+    mine = world.share(len(items))
+    rollout = sample(model, tokenizer, [items[i].prompt for i in mine], list(mine), seed=seed, step=EVAL_STEP,
+                     temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    rewards = world.gather_cat(score_all(task, rollout.texts, [items[i] for i in mine]))
+    lengths, truncated = world.gather_cat(rollout.lengths.cpu()), world.gather_cat(rollout.truncated.cpu())
     correct = int(is_correct(rewards).sum())
     lo, hi = wilson_interval(correct / max(len(items), 1), len(items))
     stats: dict[str, Any] = {"eval/accuracy": correct / max(len(items), 1), "eval/accuracy_lo": lo,
                              "eval/accuracy_hi": hi, "eval/num_items": len(items),
                              "eval/reward_mean": float(rewards.mean()),
-                             "eval/truncated_frac": float(rollout.truncated.float().mean())}
-    stats.update(length_stats(rollout.lengths.cpu(), rewards, prefix="eval/"))
+                             "eval/truncated_frac": float(truncated.float().mean())}
+    stats.update(length_stats(lengths, rewards, prefix="eval/"))
     if log_samples:
-        stats["samples"] = [{"uid": getattr(it, "uid", str(i)), "prompt": it.prompt, "response": rollout.texts[i],
-                             "reward": float(rewards[i]), "length": int(rollout.lengths[i])}
+        texts = [t for part in world.gather(rollout.texts[:log_samples]) for t in part]
+        stats["samples"] = [{"uid": getattr(it, "uid", str(i)), "prompt": it.prompt, "response": texts[i],
+                             "reward": float(rewards[i]), "length": int(lengths[i])}
                             for i, it in enumerate(items[:log_samples])]
     return stats
 

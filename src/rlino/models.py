@@ -35,6 +35,17 @@ def resolve_device(device: str) -> torch.device:
         raise RlinoError(f"model.device: unknown device '{device}'") from None
 
 
+AUTOCAST_MODES = ("auto", "bf16", "off")
+
+
+def autocast(mode: str, device: torch.device):
+    """A fresh autocast context: bf16 for `bf16`, and for `auto` on CUDA; a no-op otherwise (fp32 on CPU)."""
+    if mode not in AUTOCAST_MODES:
+        raise RlinoError(f"model.autocast must be one of {', '.join(AUTOCAST_MODES)}, got '{mode}'")
+    enabled = mode == "bf16" or (mode == "auto" and device.type == "cuda")
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
 def resolve_dtype(dtype: str) -> torch.dtype:
     if dtype not in DTYPES:
         raise RlinoError(f"model.dtype must be one of {', '.join(DTYPES)}, got '{dtype}'")

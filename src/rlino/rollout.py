@@ -210,7 +210,7 @@ def token_logprobs(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, c
     ids = torch.cat([prompt_ids, completion_ids], dim=1)
     attention = torch.cat([prompt_mask, completion_mask], dim=1)
     position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
-    logits = model(input_ids=ids, attention_mask=attention, position_ids=position_ids).logits
+    logits = model(input_ids=ids, attention_mask=attention, position_ids=position_ids, use_cache=False).logits
     p = prompt_ids.shape[1]
     logits = logits[:, p - 1: p - 1 + completion_ids.shape[1]]
     scale = 1.0 / temperature if temperature > 0 else 1.0

@@ -10,7 +10,7 @@
             AdamW step, gradient clipping, scheduler step
 
 A run folder holds config.toml (resolved), metrics.jsonl, samples.jsonl and checkpoints/step-NNNNNN/ (a plain
-Hugging Face model folder plus trainer_state.pt).
+Hugging Face model folder plus trainer_state.pt; with LoRA, the merged weights plus adapter/: see rlino.lora).
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ import torch
 from tqdm import tqdm
 
 from rlino.config import Config, load_config, save_config
+from rlino.distributed import init_world, local_device
 from rlino.errors import RlinoError
 from rlino.evaluate import evaluate, length_stats, score_all
-from rlino.models import load_model, save_model
+from rlino.lora import attach_lora, resume_lora, validate_lora
+from rlino.models import AUTOCAST_MODES, autocast, load_model, resolve_device, save_model
 from rlino.objectives import Method, is_correct, resolve_method, response_weights, token_loss
 from rlino.rollout import sample, token_logprobs
 from rlino.tasks import load_task
@@ -78,6 +80,9 @@ def validate(cfg: Config) -> Method:
                          f"got {s.temperature}")
     if not 0 < s.top_p <= 1 or not 0 < e.top_p <= 1:
         raise RlinoError("sampling.top_p and eval.top_p must be in (0, 1]")
+    if cfg.model.autocast not in AUTOCAST_MODES:
+        raise RlinoError(f"model.autocast must be one of {', '.join(AUTOCAST_MODES)}, got '{cfg.model.autocast}'")
+    validate_lora(cfg.model.lora)
     return method
 
 
@@ -129,17 +134,43 @@ class Run:
             raise RlinoError(f"{self.out} already holds a run: pass --resume {self.out} to continue it, "
                              f"or choose another --out")
         c = self.cfg
+        device = local_device(resolve_device(c.model.device))
+        self.world = init_world(device)  # one process, or this rank of a torchrun launch
+        if c.train.prompts_per_step < self.world.size:
+            raise RlinoError(f"train.prompts_per_step ({c.train.prompts_per_step}) must be >= the number of "
+                             f"processes ({self.world.size}): each rank samples whole groups")
         self.task = load_task(c.task.name, **c.task.options)
         self.train_items = self.task.items("train")
         self.eval_items = self.task.items("test")[: c.eval.num_items] if c.eval.every else []
-        self.model, self.tokenizer = load_model(c.model.name_or_path, dtype=c.model.dtype, device=c.model.device,
+        if not self.world.is_main:
+            self.world.barrier()  # rank 0 loads first (and builds a cached embedded model once, not N times)
+        self.model, self.tokenizer = load_model(c.model.name_or_path, dtype=c.model.dtype, device=str(device),
                                                 seed=c.train.seed)
+        # LoRA (model.lora.rank > 0): adapters injected into self.model in place; None without LoRA
+        self.lora = attach_lora(self.model, c.model.lora, seed=c.train.seed, base_name=c.model.name_or_path)
         self.ref_model = None
-        if self.method.beta > 0:  # the reference model exists only when the KL term does
-            self.ref_model, _ = load_model(c.model.name_or_path, dtype=c.model.dtype, device=c.model.device,
+        if self.method.beta > 0 and self.lora is not None:
+            # with LoRA the reference is the policy itself with its adapters disabled (PEFT's disable_adapter()):
+            # the frozen base weights are the initial model, so no second full copy is loaded
+            self.ref_model = self.lora.reference()
+        elif self.method.beta > 0:  # the reference model exists only when the KL term does
+            self.ref_model, _ = load_model(c.model.name_or_path, dtype=c.model.dtype, device=str(device),
                                            seed=c.train.seed)
             self.ref_model.eval().requires_grad_(False)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=c.train.learning_rate,
+        if self.world.is_main:
+            self.world.barrier()
+        self.world.broadcast_params_(self.model)  # every rank starts from rank 0's weights
+        self.device = device
+        if c.train.gradient_checkpointing:
+            # non-reentrant: frozen embeddings (LoRA) would otherwise cut the adapters' gradients
+            if hasattr(self.model, "activation_checkpointing_enable"):  # the transformers 5.x name
+                self.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if self.ref_model is not None and self.lora is None:
+            self.world.broadcast_params_(self.ref_model)
+        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad],
+                                           lr=c.train.learning_rate,
                                            betas=(c.train.adam_beta1, c.train.adam_beta2), eps=c.train.adam_eps,
                                            weight_decay=c.train.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(c))
@@ -150,49 +181,62 @@ class Run:
         self.out.mkdir(parents=True, exist_ok=True)
         if resume:
             self._resume()
-        save_config(self.cfg, self.out / "config.toml")
+        if self.world.is_main:
+            save_config(self.cfg, self.out / "config.toml")
+
+    def autocast(self):
+        """The configured mixed precision (model.autocast) as a fresh context; a no-op for fp32."""
+        return autocast(self.cfg.model.autocast, self.device)
 
     # ---- one step -------------------------------------------------------------------------------------------
     def train_step(self, step: int) -> dict[str, Any]:
         c, m = self.cfg, self.method
         t0 = time.perf_counter()
         G = c.train.group_size
+        world = self.world
         items = [self.train_items[i] for i in
                  prompt_indices(step, c.train.prompts_per_step, len(self.train_items), c.train.seed)]
-        row_items = [it for it in items for _ in range(G)]  # a group's G responses are adjacent
-        prompts = [it.prompt for it in row_items]
-        rollout = sample(self.model, self.tokenizer, prompts, list(range(len(prompts))), seed=c.train.seed, step=step,
-                         temperature=c.sampling.temperature, top_p=c.sampling.top_p,
-                         max_new_tokens=c.sampling.max_new_tokens, batch_size=c.sampling.batch_size)
+        mine = world.share(len(items))  # this rank's prompts (all of them on one process)
+        row_items = [items[p] for p in mine for _ in range(G)]  # a group's G responses are adjacent
+        rows_global = [p * G + g for p in mine for g in range(G)]  # noise keys: the same on any number of ranks
+        with self.autocast():
+            rollout = sample(self.model, self.tokenizer, [it.prompt for it in row_items], rows_global,
+                             seed=c.train.seed, step=step, temperature=c.sampling.temperature, top_p=c.sampling.top_p,
+                             max_new_tokens=c.sampling.max_new_tokens, batch_size=c.sampling.batch_size)
         rewards = score_all(self.task, rollout.texts, row_items)
         t_sample = time.perf_counter()
 
         device = rollout.completion_ids.device
         weights = response_weights(rewards, G, m).to(device)
-        n_resp, n_tok = len(prompts), float(rollout.completion_mask.sum())
+        # the whole step's counts, over all ranks: every aggregation normalises as one process would
+        n_resp = len(items) * G
+        (n_tok,) = world.sum_floats(float(rollout.completion_mask.sum()))
         batches = list(rollout.micro_batches(c.train.micro_batch_size))
         ref_logps = [None] * len(batches)
         if self.ref_model is not None:
-            with torch.no_grad():
+            with torch.no_grad(), self.autocast():
                 ref_logps = [token_logprobs(self.ref_model, *mb, temperature=c.sampling.temperature)[0]
                              for _, mb in batches]
         old_logps: list[torch.Tensor | None] = [None] * len(batches)
         sums = dict(loss=0.0, kl=0.0, clip=0.0, entropy=0.0, clip_n=0)
-        token_weight = torch.zeros(n_resp, device=device)
+        token_weight = torch.zeros(len(row_items), device=device)
+        bad_loss = None
         self.model.train()
         for epoch in range(m.epochs_per_batch):
             self.optimizer.zero_grad(set_to_none=True)
             for k, (rows, mb) in enumerate(batches):
-                logp, entropy = token_logprobs(self.model, *mb, temperature=c.sampling.temperature,
-                                               with_entropy=epoch == 0)
+                with self.autocast():
+                    logp, entropy = token_logprobs(self.model, *mb, temperature=c.sampling.temperature,
+                                                   with_entropy=epoch == 0)
                 if epoch == 0:
                     old_logps[k] = logp.detach()  # the sampling-time policy, for the ratio of later epochs
                     logp.retain_grad()  # d loss / d log π_t: the weight the step really gives each token
                 out = token_loss(logp, mb[3], weights[rows], m, old_logp=old_logps[k], ref_logp=ref_logps[k],
                                  num_responses=n_resp, num_tokens=n_tok, max_new_tokens=c.sampling.max_new_tokens)
                 if not torch.isfinite(out.loss):
-                    raise RlinoError(f"loss is {float(out.loss)} at step {step} (epoch {epoch + 1}, micro-batch "
-                                     f"{k + 1}); stopping without applying it. {self._last_checkpoint_note()}")
+                    bad_loss = bad_loss or f"loss is {float(out.loss.detach())} at step {step} (epoch {epoch + 1}, " \
+                                           f"micro-batch {k + 1})"
+                    continue
                 out.loss.backward()
                 tokens = float(mb[3].sum())
                 if epoch == 0:
@@ -206,6 +250,11 @@ class Run:
                 if out.clip_frac is not None:
                     sums["clip"] += float(out.clip_frac) * tokens
                     sums["clip_n"] += tokens
+            (num_bad,) = world.sum_floats(float(bad_loss is not None))  # every rank stops together
+            if num_bad:
+                raise RlinoError(f"{bad_loss or 'a non-finite loss on another rank'}; stopping without applying "
+                                 f"it. {self._last_checkpoint_note()}")
+            world.sum_grads_(self.model.parameters())  # each rank's loss already carries the step-wide normaliser
             max_norm = c.train.max_grad_norm if c.train.max_grad_norm > 0 else float("inf")
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
             if not math.isfinite(grad_norm):
@@ -215,6 +264,12 @@ class Run:
             self.scheduler.step()
         t_end = time.perf_counter()
 
+        keys = ("loss", "entropy", "kl", "clip", "clip_n")  # the step's sums over all ranks
+        sums.update(zip(keys, world.sum_floats(*(sums[k] for k in keys))))
+        texts = [t for part in world.gather(rollout.texts[:c.train.log_samples]) for t in part]
+        rewards, weights, token_weight = (world.gather_cat(x.cpu()) for x in (rewards, weights, token_weight))
+        lengths, truncated = world.gather_cat(rollout.lengths.cpu()), world.gather_cat(rollout.truncated.cpu())
+        row_items = [it for it in items for _ in range(G)]
         groups = rewards.view(-1, G)
         ok = is_correct(rewards)
         metrics: dict[str, Any] = {
@@ -223,8 +278,8 @@ class Run:
             "reward_std": float(rewards.std()) if rewards.numel() > 1 else 0.0,
             "accuracy": float(ok.float().mean()),
             "frac_zero_std_groups": float((groups.max(dim=1).values == groups.min(dim=1).values).float().mean()),
-            "truncated_frac": float(rollout.truncated.float().mean()),
-            **length_stats(rollout.lengths.cpu(), rewards),
+            "truncated_frac": float(truncated.float().mean()),
+            **length_stats(lengths, rewards),
             "loss": sums["loss"],
             "grad_norm": grad_norm,
             "entropy": sums["entropy"] / max(n_tok, 1.0),
@@ -237,12 +292,11 @@ class Run:
         metrics.update(step_time_s=t_end - t0, sample_time_s=t_sample - t0, update_time_s=t_end - t_sample,
                        tokens_per_s=n_tok / max(t_end - t0, 1e-9))
         self._warn(step, metrics)
-        samples = [{"step": step, "prompt": it.prompt, "response": rollout.texts[i], "reward": float(rewards[i]),
-                    "length": int(rollout.lengths[i]), "truncated": bool(rollout.truncated[i]),
-                    "uid": getattr(it, "uid", None)}
-                   for i, it in zip(range(c.train.log_samples), row_items)]
+        samples = [{"step": step, "prompt": it.prompt, "response": texts[i], "reward": float(rewards[i]),
+                    "length": int(lengths[i]), "truncated": bool(truncated[i]), "uid": getattr(it, "uid", None)}
+                   for i, it in zip(range(min(c.train.log_samples, len(texts))), row_items)]
         weights_row = {"step": step, "num_responses": n_resp, "num_tokens": int(n_tok),
-                       "length": rollout.lengths.tolist(), "correct": ok.tolist(),
+                       "length": lengths.tolist(), "correct": ok.tolist(),
                        "response_weight": [round(float(x), 6) for x in weights],
                        "token_weight": [float(f"{float(x):.6g}") for x in token_weight]}
         return metrics | {"_samples": samples, "_weights": [weights_row]}
@@ -264,26 +318,27 @@ class Run:
         c = self.cfg
         eval_tokens = c.eval.max_new_tokens or c.sampling.max_new_tokens
         bar = tqdm(total=c.train.steps, initial=self.step, desc=self.label or self.method.name, file=sys.stderr,
-                   dynamic_ncols=True)
+                   dynamic_ncols=True, disable=not self.world.is_main)
         last_eval = None
-        files = {name: open(self.out / name, "a") for name in LOG_FILES}
+        files = {name: open(self.out / name, "a") for name in LOG_FILES} if self.world.is_main else {}
         try:
             for step in range(self.step + 1, c.train.steps + 1):
                 t0 = time.perf_counter()
                 metrics = self.train_step(step)
                 lines = {"samples.jsonl": metrics.pop("_samples"), "weights.jsonl": metrics.pop("_weights")}
                 if c.eval.every and (step % c.eval.every == 0 or step == c.train.steps):
-                    result = evaluate(self.model, self.tokenizer, self.task, self.eval_items, seed=c.train.seed,
-                                      temperature=c.eval.temperature, top_p=c.eval.top_p,
-                                      max_new_tokens=eval_tokens, batch_size=c.sampling.batch_size,
-                                      log_samples=c.eval.log_samples)
+                    with self.autocast():
+                        result = evaluate(self.model, self.tokenizer, self.task, self.eval_items,
+                                          seed=c.train.seed, temperature=c.eval.temperature, top_p=c.eval.top_p,
+                                          max_new_tokens=eval_tokens, batch_size=c.sampling.batch_size,
+                                          log_samples=c.eval.log_samples, world=self.world)
                     lines["eval_samples.jsonl"] = [{"step": step, **s} for s in result.pop("samples", [])]
                     metrics.update(result)
                     last_eval = metrics["eval/accuracy"]
                 self.elapsed += time.perf_counter() - t0
                 metrics["time_s"] = self.elapsed
                 lines["metrics.jsonl"] = [metrics]
-                for name, rows in lines.items():
+                for name, rows in lines.items() if files else ():  # rank 0 writes the logs
                     files[name].write("".join(json.dumps(r) + "\n" for r in rows))
                     files[name].flush()
                 self.step = step
@@ -307,9 +362,15 @@ class Run:
     def save_checkpoint(self) -> Path:
         """Write model + optimizer + scheduler + RNG + step, atomically (a folder appears only when complete)."""
         final = self.checkpoint_dir(self.step)
+        if not self.world.is_main:  # rank 0 writes the checkpoint; the others wait until it is complete
+            self.world.barrier()
+            return final
         tmp = final.with_name(final.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        save_model(self.model, self.tokenizer, tmp)
+        if self.lora is not None:  # merged full weights (a plain HF folder) + the adapter in tmp/adapter/
+            self.lora.save(self.tokenizer, tmp)
+        else:
+            save_model(self.model, self.tokenizer, tmp)
         torch.save({"step": self.step, "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict(), "zero_std_streak": self.zero_std_streak,
                     "elapsed": self.elapsed,
@@ -320,6 +381,7 @@ class Run:
         if keep:
             for old in complete_checkpoints(self.out)[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)
+        self.world.barrier()
         return final
 
     def _last_checkpoint_note(self) -> str:
@@ -332,15 +394,17 @@ class Run:
             raise RlinoError(f"--resume {self.out}: no complete checkpoint in {self.out / CHECKPOINTS}")
         ckpt = done[-1]
         state = torch.load(ckpt / STATE_FILE, weights_only=False)
-        loaded, _ = load_model(str(ckpt), dtype=self.cfg.model.dtype, device=self.cfg.model.device)
-        self.model.load_state_dict(loaded.state_dict())
+        if not resume_lora(self.lora, ckpt):  # LoRA: the base model is reloaded as configured; load the adapter
+            loaded, _ = load_model(str(ckpt), dtype=self.cfg.model.dtype,
+                                   device=str(next(self.model.parameters()).device))
+            self.model.load_state_dict(loaded.state_dict())
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
         self.step, self.zero_std_streak, self.elapsed = state["step"], state["zero_std_streak"], state["elapsed"]
         # drop log lines written after the checkpoint, so the resumed run neither loses nor repeats a step
-        for name in LOG_FILES:
+        for name in LOG_FILES if self.world.is_main else ():
             path = self.out / name
             if path.exists():
                 lines = [ln for ln in path.read_text().splitlines() if ln.strip()
