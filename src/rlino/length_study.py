@@ -91,7 +91,8 @@ def plot_token_weights(path, arms: list[Any]) -> None:
         responses = _responses(arm.weights)
         n = int(median(row["num_responses"] for row in arm.weights))
         mean_length = median(row["num_tokens"] / row["num_responses"] for row in arm.weights)
-        low, top = min(L for L, *_ in responses), max(L for L, *_ in responses)
+        ordered = sorted(L for L, *_ in responses)  # from the 2nd percentile: a few very short responses would
+        low, top = ordered[len(ordered) // 50], ordered[-1]  # stretch the 1/L curve over the whole panel
         edges = [low + (top - low) * k / NUM_BINS for k in range(NUM_BINS + 1)]
         grid = list(range(max(low, 1), top + 1))
         ax.axhline(0, color="black", linewidth=0.6)
@@ -105,7 +106,7 @@ def plot_token_weights(path, arms: list[Any]) -> None:
                     label=f"{label}: analytic (mean w = {w_mean:+.2f})")
             xs, ys = _binned([(L, t) for L, _, t in group], edges)
             ax.plot(xs, ys, linestyle="none", marker=marker, color=color, markersize=5, label=f"{label}: measured")
-        ax.set_title(f"{arm.name}\n{aggregation}", fontsize="small")
+        ax.set_title(arm.name if aggregation in arm.name else f"{arm.name}\n{aggregation}", fontsize="small")
         ax.set_xlabel("response length (tokens)")
         ax.set_ylabel("per-token weight × N")
         ax.grid(True, alpha=0.3)
@@ -164,7 +165,7 @@ def causal_verdicts(arms: dict[str, dict[str, Any]]) -> list[str]:
         if slowed:
             parts.append("grew, but significantly more slowly, under " + " and ".join(slowed))
         if same:
-            parts.append("grew about as fast under " + " and ".join(same))
+            parts.append("also grew, not significantly more slowly, under " + " and ".join(same))
         if stopped and not slowed and not same:
             verdict = "The run supports the claim that per-response averaging causes the growth for this method"
         elif stopped or slowed:
