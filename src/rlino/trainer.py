@@ -269,7 +269,7 @@ class Run:
         texts = [t for part in world.gather(rollout.texts[:c.train.log_samples]) for t in part]
         rewards, weights, token_weight = (world.gather_cat(x.cpu()) for x in (rewards, weights, token_weight))
         lengths, truncated = world.gather_cat(rollout.lengths.cpu()), world.gather_cat(rollout.truncated.cpu())
-        row_items = [it for it in items for _ in range(G)]
+        all_rows = [it for it in items for _ in range(G)]  # the whole step's rows, in global order
         groups = rewards.view(-1, G)
         ok = is_correct(rewards)
         metrics: dict[str, Any] = {
@@ -294,7 +294,7 @@ class Run:
         self._warn(step, metrics)
         samples = [{"step": step, "prompt": it.prompt, "response": texts[i], "reward": float(rewards[i]),
                     "length": int(lengths[i]), "truncated": bool(truncated[i]), "uid": getattr(it, "uid", None)}
-                   for i, it in zip(range(min(c.train.log_samples, len(texts))), row_items)]
+                   for i, it in zip(range(min(c.train.log_samples, len(texts))), all_rows)]
         weights_row = {"step": step, "num_responses": n_resp, "num_tokens": int(n_tok),
                        "length": lengths.tolist(), "correct": ok.tolist(),
                        "response_weight": [round(float(x), 6) for x in weights],
