@@ -30,6 +30,8 @@ from rlino.errors import RlinoError
 class World:
     rank: int = 0
     size: int = 1
+    device: torch.device = torch.device("cpu")
+    """Where collectives put their buffers: NCCL only reduces CUDA tensors, gloo CPU ones."""
 
     @property
     def is_main(self) -> bool:
@@ -50,7 +52,7 @@ class World:
         return tensor
 
     def sum_floats(self, *values: float) -> list[float]:
-        return self.sum_(torch.tensor(values, dtype=torch.float64)).tolist()
+        return self.sum_(torch.tensor(values, dtype=torch.float64, device=self.device)).tolist()
 
     def sum_grads_(self, params) -> None:
         """Sum the gradients of `params` over ranks in one flat buffer (a parameter without a gradient counts 0)."""
@@ -107,7 +109,8 @@ def init_world(device: torch.device) -> World:
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         torch.distributed.init_process_group(backend=backend)
-    return World(torch.distributed.get_rank(), torch.distributed.get_world_size())
+    return World(torch.distributed.get_rank(), torch.distributed.get_world_size(),
+                 device if device.type == "cuda" else torch.device("cpu"))
 
 
 def local_device(device: torch.device) -> torch.device:
