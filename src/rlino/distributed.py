@@ -77,6 +77,10 @@ class World:
         torch.distributed.all_gather_object(out, value)
         return out
 
+    def gather_list(self, values: list[Any]) -> list[Any]:
+        """Concatenate a per-rank list over ranks in rank order (e.g. each rank's first logged texts)."""
+        return [v for part in self.gather(values) for v in part]
+
     def gather_cat(self, tensor: torch.Tensor) -> torch.Tensor:
         """Concatenate a per-row tensor over ranks in rank order (rows may differ in number between ranks)."""
         if not self.active:

@@ -57,7 +57,7 @@ def evaluate(model, tokenizer, task, items: Sequence, *, seed: int, temperature:
                              "eval/truncated_frac": float(truncated.float().mean())}
     stats.update(length_stats(lengths, rewards, prefix="eval/"))
     if log_samples:
-        texts = [t for part in world.gather(rollout.texts[:log_samples]) for t in part]
+        texts = world.gather_list(rollout.texts[:log_samples])
         stats["samples"] = [{"uid": getattr(it, "uid", str(i)), "prompt": it.prompt, "response": texts[i],
                              "reward": float(rewards[i]), "length": int(lengths[i])}
                             for i, it in enumerate(items[:log_samples])]

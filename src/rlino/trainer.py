@@ -266,7 +266,7 @@ class Run:
 
         keys = ("loss", "entropy", "kl", "clip", "clip_n")  # the step's sums over all ranks
         sums.update(zip(keys, world.sum_floats(*(sums[k] for k in keys))))
-        texts = [t for part in world.gather(rollout.texts[:c.train.log_samples]) for t in part]
+        texts = world.gather_list(rollout.texts[:c.train.log_samples])
         rewards, weights, token_weight = (world.gather_cat(x.cpu()) for x in (rewards, weights, token_weight))
         lengths, truncated = world.gather_cat(rollout.lengths.cpu()), world.gather_cat(rollout.truncated.cpu())
         all_rows = [it for it in items for _ in range(G)]  # the whole step's rows, in global order
