@@ -38,10 +38,14 @@ def resolve_device(device: str) -> torch.device:
 AUTOCAST_MODES = ("auto", "bf16", "off")
 
 
-def autocast(mode: str, device: torch.device):
-    """A fresh autocast context: bf16 for `bf16`, and for `auto` on CUDA; a no-op otherwise (fp32 on CPU)."""
+def check_autocast(mode: str) -> None:
     if mode not in AUTOCAST_MODES:
         raise RlinoError(f"model.autocast must be one of {', '.join(AUTOCAST_MODES)}, got '{mode}'")
+
+
+def autocast(mode: str, device: torch.device):
+    """A fresh autocast context: bf16 for `bf16`, and for `auto` on CUDA; a no-op otherwise (fp32 on CPU)."""
+    check_autocast(mode)
     enabled = mode == "bf16" or (mode == "auto" and device.type == "cuda")
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 

@@ -34,7 +34,7 @@ from rlino.distributed import init_world, local_device
 from rlino.errors import RlinoError
 from rlino.evaluate import evaluate, length_stats, score_all
 from rlino.lora import attach_lora, resume_lora, validate_lora
-from rlino.models import AUTOCAST_MODES, autocast, load_model, resolve_device, save_model
+from rlino.models import autocast, check_autocast, load_model, resolve_device, save_model
 from rlino.objectives import Method, is_correct, resolve_method, response_weights, token_loss
 from rlino.rollout import sample, token_logprobs
 from rlino.tasks import load_task
@@ -80,8 +80,7 @@ def validate(cfg: Config) -> Method:
                          f"got {s.temperature}")
     if not 0 < s.top_p <= 1 or not 0 < e.top_p <= 1:
         raise RlinoError("sampling.top_p and eval.top_p must be in (0, 1]")
-    if cfg.model.autocast not in AUTOCAST_MODES:
-        raise RlinoError(f"model.autocast must be one of {', '.join(AUTOCAST_MODES)}, got '{cfg.model.autocast}'")
+    check_autocast(cfg.model.autocast)
     validate_lora(cfg.model.lora)
     return method
 
