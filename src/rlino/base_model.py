@@ -37,6 +37,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import sys
 import time
@@ -80,6 +81,36 @@ class Recipe:
 
 
 RECIPE = Recipe()
+
+
+def recipe_with(overrides: list[str], recipe: Recipe = RECIPE) -> Recipe:
+    """`recipe` with `KEY=VALUE` overrides (values read as TOML, e.g. `slip_rate=0.7`, `steps=3600`).
+
+    `task_options.KEY=VALUE` changes one task option. A changed recipe is a different model: it has its own cache key.
+    """
+    from rlino.config import parse_value
+
+    fields = {f.name: f for f in dataclasses.fields(Recipe)}
+    changes: dict = {}
+    options = dict(recipe.task_options)
+    for item in overrides:
+        key, eq, raw = item.partition("=")
+        key, value = key.strip(), parse_value(raw.strip())
+        if not eq:
+            raise RlinoError(f"--set expects KEY=VALUE for a recipe field, got '{item}'")
+        if key.startswith("task_options."):
+            options[key.split(".", 1)[1]] = value
+            continue
+        if key not in fields or key == "task_options":
+            names = [n for n in fields if n not in ("task_options", "version")]
+            raise RlinoError(f"unknown recipe field '{key}'; fields: {', '.join(names)}, task_options.KEY")
+        kind = type(getattr(recipe, key))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not kind:
+            raise RlinoError(f"recipe field '{key}' takes {'an int' if kind is int else kind.__name__}, got {value!r}")
+        changes[key] = value
+    return dataclasses.replace(recipe, task_options=options, **changes)
 
 
 # ---- the solver that writes traces -------------------------------------------------------------------------------
@@ -144,6 +175,43 @@ def write_trace(numbers: tuple[int, ...], target: int, ops: str, mistake: str | 
         lines.append(f"{line} no")
     guess = "+".join(map(str, numbers))  # gave up: a guess, almost always wrong (a long wrong response)
     return "\n".join(lines + [f"<answer>{guess}</answer>"])
+
+
+def trace_error(text: str, numbers: tuple[int, ...], target: int) -> str | None:
+    """Where a response in the trace format first goes wrong, or None if its search is sound.
+
+    `listing` (a pair value computed wrong), `candidate` (the value a pair must make computed wrong), `false_yes`
+    (`yes` with a pair that does not make that value). A sound search with a wrong answer is a `slip` when it said
+    `yes` and a `gave_up` when it did not; the caller decides which responses are wrong (the verifier does).
+    """
+    def value(expr: str) -> int | None:
+        m = re.fullmatch(r"(\d+)([-+*/])(\d+)", expr)
+        if not m:
+            return None
+        a, op, b = int(m.group(1)), m.group(2), int(m.group(3))
+        if op == "/":
+            return a // b if b and a % b == 0 else None
+        return a + b if op == "+" else a - b if op == "-" else a * b
+
+    said_yes = False
+    for line in text.split("\n"):
+        listing = re.fullmatch(r"\d+: (.*)", line)
+        if listing:
+            for term in listing.group(1).split():
+                expr, _, got = term.partition("=")
+                if not got.isdigit() or value(expr) != int(got):
+                    return "listing"
+            continue
+        check = re.fullmatch(r"(\d+[-+/]\d+)=(\d+) (no|yes)(?: (\S+))?", line)
+        if check:
+            expr, got, verdict, pair = check.groups()
+            if value(expr) != int(got):
+                return "candidate"
+            if verdict == "yes":
+                if pair is None or value(pair) != int(got):
+                    return "false_yes"
+                said_yes = True
+    return "slip" if said_yes else "gave_up"
 
 
 def corpus(recipe: Recipe, seed: int) -> list[tuple[str, str]]:

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("base", help="build (or find) the cached embedded:countdown base model")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--rebuild", action="store_true", help="build again even if cached")
+    b.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="change a recipe field (repeatable), e.g. --set slip_rate=0.7 --set steps=3600; "
+                        "a changed recipe is cached under its own key")
 
     q = sub.add_parser("equivalence", help="compare the gradients of pairs of methods on the same sampled batches")
     q.add_argument("config", nargs="?", help="run or compare config (default: the embedded Countdown comparison)")
@@ -191,9 +194,9 @@ def main(argv: list[str] | None = None) -> int:
             build_report(args.dir)
             print(f"report: {Path(args.dir) / 'report.html'} (and report.md, results.json)")
         elif args.command == "base":
-            from rlino.base_model import base_model_dir
+            from rlino.base_model import base_model_dir, recipe_with
 
-            print(base_model_dir(seed=args.seed, rebuild=args.rebuild))
+            print(base_model_dir(seed=args.seed, recipe=recipe_with(args.overrides), rebuild=args.rebuild))
         elif args.command == "equivalence":
             _equivalence(args)
         elif args.command == "methods":
