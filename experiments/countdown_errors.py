@@ -22,21 +22,24 @@ import collections
 import torch
 
 from rlino.base_model import RECIPE, trace_error
-from rlino.evaluate import EVAL_STEP
+from rlino.evaluate import evaluate
 from rlino.models import load_model
-from rlino.rollout import sample
+from rlino.objectives import is_correct
 from rlino.tasks import load_task
 
 KINDS = ("correct", "listing", "candidate", "false_yes", "slip", "gave_up")
 
 
 def breakdown(model, tokenizer, task, items, *, temperature: float, seed: int) -> dict[str, float]:
+    """The trainer's own evaluation (`rlino.evaluate.evaluate`), every response kept, counted by first mistake."""
     with torch.no_grad():
-        rollout = sample(model, tokenizer, [it.prompt for it in items], list(range(len(items))), seed=seed,
-                         step=EVAL_STEP, temperature=temperature, top_p=1.0, max_new_tokens=256, batch_size=128)
-    counts = collections.Counter()
-    for text, item in zip(rollout.texts, items):
-        counts["correct" if task.score(text, item) >= 1 else trace_error(text, item.numbers, item.target)] += 1
+        result = evaluate(model, tokenizer, task, items, seed=seed, temperature=temperature, top_p=1.0,
+                          max_new_tokens=256, batch_size=128, log_samples=len(items))
+    samples = result["samples"]
+    correct = is_correct(torch.tensor([s["reward"] for s in samples]))
+    counts = collections.Counter(
+        "correct" if ok else trace_error(s["response"], item.numbers, item.target)
+        for s, item, ok in zip(samples, items, correct.tolist()))
     return {kind: 100 * counts[kind] / len(items) for kind in KINDS}
 
 

@@ -90,7 +90,7 @@ def recipe_with(overrides: list[str], recipe: Recipe = RECIPE) -> Recipe:
     """
     from rlino.config import parse_value
 
-    fields = {f.name: f for f in dataclasses.fields(Recipe)}
+    fields = [f.name for f in dataclasses.fields(Recipe)]
     changes: dict = {}
     options = dict(recipe.task_options)
     for item in overrides:
@@ -177,12 +177,12 @@ def write_trace(numbers: tuple[int, ...], target: int, ops: str, mistake: str | 
     return "\n".join(lines + [f"<answer>{guess}</answer>"])
 
 
-def trace_error(text: str, numbers: tuple[int, ...], target: int) -> str | None:
-    """Where a response in the trace format first goes wrong, or None if its search is sound.
+def trace_error(text: str, numbers: tuple[int, ...], target: int) -> str:
+    """Where a response in the trace format first goes wrong, for a response the verifier marked wrong.
 
     `listing` (a pair value computed wrong), `candidate` (the value a pair must make computed wrong), `false_yes`
-    (`yes` with a pair that does not make that value). A sound search with a wrong answer is a `slip` when it said
-    `yes` and a `gave_up` when it did not; the caller decides which responses are wrong (the verifier does).
+    (`yes` with a pair that does not make that value). A sound search is a `slip` when it said `yes` (a wrong answer
+    after the right pair) and `gave_up` when it did not; whether the response is wrong at all is the verifier's call.
     """
     def value(expr: str) -> int | None:
         m = re.fullmatch(r"(\d+)([-+*/])(\d+)", expr)

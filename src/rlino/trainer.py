@@ -241,7 +241,6 @@ class Run:
                 if epoch == 0:
                     # per response, the mean over its tokens of −∂loss/∂log π_t, times the step's response count
                     token_weight[rows] = -(logp.grad * mb[3]).sum(dim=1) / mb[3].sum(dim=1).clamp(min=1) * n_resp
-                if epoch == 0:
                     sums["loss"] += float(out.loss.detach())
                     sums["entropy"] += float((entropy * mb[3]).sum())
                     if out.kl is not None:
