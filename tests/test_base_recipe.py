@@ -46,6 +46,9 @@ def test_rlino_base_builds_a_changed_recipe_under_its_own_key(tmp_path, monkeypa
     assert Path(capsys.readouterr().out.strip().splitlines()[-1]) == folder
     assert main(["base", "--set", "nope=1"]) == 2
     assert "unknown recipe field 'nope'" in capsys.readouterr().err
+    assert main(["base", "--set", "task_options.foo=1"]) == 2  # checked by the task, before any training
+    assert "has no option 'foo'" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "embedded").iterdir()) == [folder.name]  # nothing half-built left
 
 
 def test_trace_error_names_each_kind_of_mistake_the_solver_writes():
