@@ -39,8 +39,11 @@ def test_fixed_weights_and_neg_weight():
     assert response_weights(r, 2, METHODS["fisft_pos"]).tolist() == [1, 0, 0, 1]
     assert response_weights(r, 2, METHODS["fisft_neg"]).tolist() == [0, -1, -1, 0]
     assert response_weights(r, 2, method("fisft_pos_neg", neg_weight=0.25)).tolist() == [1, -0.25, -0.25, 1]
-    adv = response_weights(r, 2, METHODS["fisft_adv"])
-    assert torch.equal(adv, response_weights(r, 2, METHODS["grpo_no_kl"]))
+    # GRPO's weights, by hand: each group (1, 0) and (0.1, 1) has mean m and sample std s; (r - m) / (s + 1e-4)
+    s1, s2 = math.sqrt(0.5), math.sqrt(0.405)  # std of (1, 0) and of (0.1, 1) with n - 1 = 1
+    expected = [0.5 / (s1 + 1e-4), -0.5 / (s1 + 1e-4), -0.45 / (s2 + 1e-4), 0.45 / (s2 + 1e-4)]
+    for name in ("fisft_adv", "grpo_no_kl", "grpo"):
+        assert response_weights(r, 2, METHODS[name]).tolist() == pytest.approx(expected, rel=1e-6)
 
 
 def test_aggregations_by_hand():
@@ -85,6 +88,43 @@ def test_clipped_tokens_get_zero_gradient():
     # unclipped tokens: d/dlogp of -w * exp(logp - old) / (3 * 2)
     assert g[0, 1].item() == pytest.approx(-1 / 6)
     assert g[1, 0].item() == pytest.approx(math.exp(0.5) / 6, rel=1e-6)
+
+
+@pytest.mark.parametrize("w", [1.5, -1.5])
+@pytest.mark.parametrize("ratio", [0.7, 0.79, 0.81, 1.0, 1.19, 1.21, 1.27, 1.29, 1.5])
+def test_clip_bounds_on_both_sides_of_one_by_hand(ratio, w):
+    """PPO's clipped term −min(ρw, clip(ρ, 1−ε_low, 1+ε_high)·w) with ε_low = 0.2, ε_high = 0.28, one token:
+    for w > 0 the gradient vanishes above 1 + ε_high (and never below 1); for w < 0 below 1 − ε_low (never above)."""
+    m = method("grpo_no_kl", clip_eps=0.2, clip_eps_high=0.28)
+    logp = torch.tensor([[math.log(ratio)]], requires_grad=True)
+    out = token_loss(logp, torch.ones(1, 1), torch.tensor([w]), m, old_logp=torch.zeros(1, 1))
+    out.loss.backward()
+    clipped = ratio > 1.28 if w > 0 else ratio < 0.8
+    bounded = min(max(ratio, 0.8), 1.28)
+    assert out.loss.item() == pytest.approx(-min(ratio * w, bounded * w), rel=1e-6)
+    assert logp.grad.item() == pytest.approx(0.0 if clipped else -w * ratio, rel=1e-6, abs=1e-12)
+    assert out.clip_frac.item() == (1.0 if clipped else 0.0)
+
+
+def test_every_method_setting_reaches_the_resolved_method():
+    """Each field of MethodConfig, set to a value different from every row's default, arrives in the Method."""
+    from rlino.config import MethodConfig
+    from rlino.objectives import resolve_method
+
+    values = dict(weights="pos", aggregation="token-mean", clip=False, clip_eps=0.13, clip_eps_high=0.31, beta=0.07,
+                  epochs_per_batch=3, neg_weight=0.4, std="population", adv_eps=1e-3)
+    fields = {f.name for f in dataclasses.fields(MethodConfig)} - {"name"}
+    assert fields == set(values), "a new MethodConfig field: add a value here"
+    for name in METHODS:
+        resolved = resolve_method(MethodConfig(name=name, **values))
+        assert {k: getattr(resolved, k) for k in values} == values, name
+        for k in values:  # and each one alone, so no field depends on another being set
+            one = resolve_method(MethodConfig(name=name, **{k: values[k]}))
+            assert getattr(one, k) == values[k], (name, k)
+    symmetric = resolve_method(MethodConfig(name="grpo", clip_eps=0.1))
+    assert (symmetric.clip_eps, symmetric.clip_eps_high) == (0.1, 0.1)  # a symmetric row stays symmetric
+    dapo = resolve_method(MethodConfig(name="dapo", clip_eps=0.1))
+    assert (dapo.clip_eps, dapo.clip_eps_high) == (0.1, 0.28)  # an asymmetric row keeps its upper bound
 
 
 def test_dapo_clip_higher_bounds():

@@ -1,6 +1,7 @@
 """`rlino train` end to end on the embedded tiny model: every method, resume, loud failures, clear errors."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -23,16 +24,26 @@ def read_metrics(run):
     return [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
 
 
+TOY = ["task.name=toy_task:make", "task.options={rule='ascii'}"]
+"""The toy task (tests/toy_task.py): a coin flip for a random model, so every method gets a real gradient."""
+
+
 @pytest.mark.parametrize("name", list(METHODS))
 def test_every_method_trains_and_saves_a_loadable_checkpoint(tmp_path, name, capsys):
+    """Every row of the table gets a non-zero gradient at T = 0.7, moves the weights, and saves a loadable model."""
     out = tmp_path / name
-    assert main(["train", SMOKE, "--set", f"method.name={name}", "--out", str(out)]) == 0
+    args = ["train", SMOKE, "--out", str(out)]
+    for s in TOY + [f"method.name={name}", "sampling.temperature=0.7", "train.prompts_per_step=4"]:
+        args += ["--set", s]
+    assert main(args) == 0
     rows = read_metrics(out)
     assert [r["step"] for r in rows] == [1, 2]
     for r in rows:
         assert KEYS <= set(r)
         assert ("kl" in r) == (METHODS[name].beta > 0)
         assert ("clip_frac" in r) == METHODS[name].clip
+        assert 0 < r["accuracy"] < 1 and r["frac_zero_std_groups"] < 1
+        assert r["grad_norm"] > 0, r
     assert {"eval/accuracy", "eval/length_mean"} <= set(rows[-1])
     final = complete_checkpoints(out)[-1]
     assert f"final model: {final}" in capsys.readouterr().out
@@ -40,37 +51,128 @@ def test_every_method_trains_and_saves_a_loadable_checkpoint(tmp_path, name, cap
     tok = AutoTokenizer.from_pretrained(final)
     assert tok.decode(tok("12 + 3 <answer>")["input_ids"]) == "12 + 3 <answer>"
     assert model.config.model_type == "qwen2"
+    init = build_embedded("tiny", seed=0)[0].state_dict()
+    trained = model.state_dict()
+    assert all(not torch.equal(trained[k], init[k]) for k in init if "norm" not in k)  # every matrix moved
     samples = [json.loads(s) for s in (out / "samples.jsonl").read_text().splitlines()]
     assert {"step", "prompt", "response", "reward"} <= set(samples[0])
     assert (out / "config.toml").read_text().count(f'name = "{name}"') == 1
 
 
-TOY = ["task.name=toy_task:make", "task.options={}"]
+def cosine_lrs(peak, warmup, total):
+    """The learning rate after each optimizer step, by hand: linear warm-up over `warmup` steps, then cosine to 0."""
+    out = []
+    for k in range(1, total + 1):  # the rate the next (k+1-th) optimizer step will use
+        if k < warmup:
+            out.append(peak * (k + 1) / warmup)
+        else:
+            out.append(peak * 0.5 * (1 + math.cos(math.pi * (k - warmup) / (total - warmup))))
+    return out
+
+
+def killed_after(step, sets, out):
+    """A run of `sets` killed once `step` is complete (checkpointed), then resumed as the user would: `--resume`."""
+    import rlino.trainer as trainer
+
+    real = trainer.Run.train_step
+
+    def dies(self, s):
+        if s > step:
+            raise KeyboardInterrupt
+        return real(self, s)
+
+    trainer.Run.train_step = dies
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(SMOKE, sets, out=out)
+    finally:
+        trainer.Run.train_step = real
+    assert [r["step"] for r in read_metrics(out)] == list(range(1, step + 1))
+    return train(None, [], resume=out)
 
 
 @pytest.mark.parametrize("name", ["grpo", "fisft_pos_neg"])
-def test_resume_matches_an_uninterrupted_run(tmp_path, name):
-    common = TOY + [f"method.name={name}", "train.save_every=1", "eval.every=2", "train.warmup_steps=2",
-                    "method.epochs_per_batch=2"]
+def test_resume_matches_an_uninterrupted_run(tmp_path, name, dropout_dir):
+    """Killed after step 2 of 4 and resumed: the same weights, metrics and learning rates as one run.
+
+    Built so that each piece of state shows if it is not restored: a cosine schedule with a 3-step warm-up over
+    2 optimizer steps per batch (the scheduler), attention dropout (the torch RNG), T = 0.7 and a model that
+    depends on positions.
+    """
+    common = TOY + [f"method.name={name}", f"model.name_or_path={dropout_dir}", "train.save_every=1",
+                    "eval.every=2", "train.lr_schedule=cosine", "train.warmup_steps=3", "method.epochs_per_batch=2",
+                    "sampling.temperature=0.7", "train.learning_rate=1e-3"]
     whole = train(SMOKE, common + ["train.steps=4"], out=tmp_path / "whole")
-    train(SMOKE, common + ["train.steps=2"], out=tmp_path / "split")
-    split = train(None, ["train.steps=4"], resume=tmp_path / "split")
+    split = killed_after(2, common + ["train.steps=4"], tmp_path / "split")
     a = AutoModelForCausalLM.from_pretrained(whole).state_dict()
     b = AutoModelForCausalLM.from_pretrained(split).state_dict()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    init = build_embedded("tiny", seed=0)[0].state_dict()
+    init = AutoModelForCausalLM.from_pretrained(dropout_dir).state_dict()
     assert all(not torch.equal(a[k], init[k]) for k in init if "norm" not in k)  # training really moved them
     rows = read_metrics(tmp_path / "whole")
-    assert 0 < rows[0]["accuracy"] < 1 and rows[0]["grad_norm"] > 0
-    if name == "grpo":
-        assert rows[-1]["kl"] > 0 and rows[-1]["clip_frac"] >= 0
+    assert all(0 < r["accuracy"] < 1 and r["grad_norm"] > 0 for r in rows)
+    # the logged rate is the one for the next step; 4 steps x 2 epochs = 8 optimizer steps
+    assert [r["lr"] for r in rows] == pytest.approx(cosine_lrs(1e-3, 3, 8)[1::2], rel=1e-6)
 
     def strip(rows):
         return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
 
     assert strip(read_metrics(tmp_path / "whole")) == strip(read_metrics(tmp_path / "split"))
     assert [r["step"] for r in read_metrics(tmp_path / "split")] == [1, 2, 3, 4]
+
+
+def test_resume_with_dropout_depends_on_the_restored_rng(tmp_path, dropout_dir, monkeypatch):
+    """The dropout fixture really draws from the torch RNG during training: reseeding the RNG alone (the prompts and
+    the counter-keyed sampling noise stay the same) changes the weights, so a resume test on it sees an unrestored
+    RNG."""
+    import rlino.trainer as trainer
+
+    common = TOY + ["method.name=fisft_pos_neg", f"model.name_or_path={dropout_dir}", "train.steps=1",
+                    "eval.every=0", "train.learning_rate=1e-3"]
+    a = train(SMOKE, common, out=tmp_path / "a")
+    real = trainer.Run.train_step
+
+    def reseeded(self, step):
+        torch.manual_seed(1000 + step)
+        return real(self, step)
+
+    monkeypatch.setattr(trainer.Run, "train_step", reseeded)
+    b = train(SMOKE, common, out=tmp_path / "b")
+    wa = AutoModelForCausalLM.from_pretrained(a).state_dict()
+    wb = AutoModelForCausalLM.from_pretrained(b).state_dict()
+    assert any(not torch.equal(wa[k], wb[k]) for k in wa)
+    assert read_metrics(tmp_path / "a")[0]["reward_mean"] == read_metrics(tmp_path / "b")[0]["reward_mean"]
+
+
+def test_a_second_epoch_on_the_batch_is_clipped_against_the_sampling_policy(tmp_path):
+    """With epochs_per_batch = 2 and a large step, the second epoch's ratio π_θ/π_old moves past 1 ± ε: some tokens
+    are clipped. (If π_old were refreshed at every epoch, the ratio would stay 1 and clip_frac 0.) The first epoch's
+    ratio is exactly 1, so at most half of the logged tokens can be clipped."""
+    train(SMOKE, TOY + ["method.name=grpo_no_kl", "method.epochs_per_batch=2", "train.learning_rate=3e-2",
+                        "train.steps=2", "eval.every=0", "sampling.temperature=0.7"], out=tmp_path / "c")
+    rows = read_metrics(tmp_path / "c")
+    assert all(0 < r["clip_frac"] <= 0.5 for r in rows), [r["clip_frac"] for r in rows]
+    train(SMOKE, TOY + ["method.name=grpo_no_kl", "train.learning_rate=3e-2", "train.steps=2", "eval.every=0",
+                        "sampling.temperature=0.7"], out=tmp_path / "one")
+    assert all(r["clip_frac"] == 0 for r in read_metrics(tmp_path / "one"))  # one epoch: ratio 1, nothing clipped
+
+
+@pytest.mark.parametrize("max_grad_norm", [0.0, 1e-3])
+def test_gradients_are_clipped_to_max_grad_norm(tmp_path, max_grad_norm):
+    """After one AdamW step the first moment is (1 − β1) · g for the gradient g the step used: its norm is the logged
+    grad_norm without clipping (max_grad_norm = 0) and exactly max_grad_norm when clipping is on."""
+    from rlino.config import load_config
+    from rlino.trainer import Run
+
+    cfg = load_config(SMOKE, TOY + ["method.name=fisft_pos_neg", "train.steps=1", "eval.every=0",
+                                    f"train.max_grad_norm={max_grad_norm}"])
+    run = Run(cfg, tmp_path / "r")
+    metrics = run.train_step(1)
+    g = torch.cat([run.optimizer.state[p]["exp_avg"].flatten() for p in run.model.parameters()]) / (1 - 0.9)
+    assert metrics["grad_norm"] > 1e-2  # well above the clip, so clipping must act
+    expected = max_grad_norm or metrics["grad_norm"]
+    assert float(g.norm()) == pytest.approx(expected, rel=1e-4)
 
 
 def test_resume_drops_log_lines_written_after_the_last_checkpoint(tmp_path):

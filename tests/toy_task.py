@@ -1,7 +1,8 @@
-"""A custom task for tests (loaded by dotted path `toy_task:make`): the random tiny model gets reward variance on it.
+"""A custom task for tests (loaded by dotted path `toy_task:make`): a random model gets reward variance on it.
 
-A response is correct when its first character is a lowercase ASCII letter, roughly a coin flip for an untrained
-byte-level model, so groups have mixed rewards and every method gets a real gradient.
+With `rule="lowercase"` (the default) a response is correct when its first character is a lowercase ASCII letter
+(~10% of a random byte-level model's responses); with `rule="ascii"`, when its first character is ASCII (~50%, a coin
+flip), so groups have mixed rewards and every method gets a real gradient.
 """
 
 from dataclasses import dataclass
@@ -13,18 +14,25 @@ class ToyItem:
     uid: str
 
 
+RULES = {
+    "lowercase": lambda c: c[:1].isascii() and c[:1].islower(),
+    "ascii": lambda c: c[:1].isascii() and c[:1] != "",
+}
+
+
 class ToyTask:
     name = "toy"
 
-    def __init__(self, size: int = 32):
+    def __init__(self, size: int = 32, rule: str = "lowercase"):
         self._items = [ToyItem(f"{i} says:", f"toy-{i}") for i in range(size)]
+        self._rule = RULES[rule]
 
     def items(self, split: str):
         return self._items
 
     def score(self, completion: str, item) -> float:
-        return 1.0 if completion[:1].isascii() and completion[:1].islower() else 0.0
+        return 1.0 if self._rule(completion) else 0.0
 
 
-def make(size: int = 32) -> ToyTask:
-    return ToyTask(size)
+def make(size: int = 32, rule: str = "lowercase") -> ToyTask:
+    return ToyTask(size, rule)
