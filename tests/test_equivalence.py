@@ -8,7 +8,8 @@ from rlino.cli import main
 from rlino.config import load_config
 from rlino.equivalence import run_equivalence
 
-PINNED_POS_NEG = 1.52520  # fisft_pos_neg vs grpo_no_kl, first update, the fixed batch below
+PINNED_POS_NEG = 1.38835  # fisft_pos_neg vs grpo_no_kl, first update, the fixed batch below
+PINNED_REWARDS = [0, 0, 1, 1] + [0] * 8
 
 TOY = ["model.name_or_path=embedded:tiny", "task.name=toy_task:make", "train.prompts_per_step=3",
        "train.group_size=4", "train.learning_rate=1e-3", "sampling.max_new_tokens=12"]
@@ -62,20 +63,23 @@ def test_numbers_on_a_fixed_seed_match_an_independent_computation():
     cfg = load_config(None, TOY)
     G, L = cfg.train.group_size, cfg.sampling.max_new_tokens
     model, tok = load_model("embedded:tiny", seed=0)
-    task = load_task("toy_task:make")
-    items = [it for it in task.items("train")[:3] for _ in range(G)]
+    task = load_task("toy_task:make", size=101)
+    chosen = [task.items("train")[i] for i in (7, 42, 100)]  # prompts of 3 lengths: the batch is left-padded
+    items = [it for it in chosen for _ in range(G)]
     rollout = sample(model, tok, [it.prompt for it in items], list(range(len(items))), seed=0, step=1,
                      temperature=1.0, top_p=1.0, max_new_tokens=L)
+    assert rollout.prompt_mask.sum(dim=1).unique().numel() == 3
     rewards = score_all(task, rollout.texts, items)
-    assert rewards.tolist() == [0, 0, 1, 1] + [0] * 8  # the fixed seed's batch: one group with reward variance
+    assert rewards.tolist() == PINNED_REWARDS  # the fixed seed's batch, with reward variance in a group
 
     n, lengths = len(items), rollout.completion_mask.sum(dim=1)
     per_response = []
-    for i in range(n):
+    for i in range(n):  # each response's own unpadded forward pass, not token_logprobs
         model.zero_grad(set_to_none=True)
-        logp, _ = token_logprobs(model, rollout.prompt_ids[i:i + 1], rollout.prompt_mask[i:i + 1],
-                                 rollout.completion_ids[i:i + 1], rollout.completion_mask[i:i + 1], temperature=1.0)
-        (logp * rollout.completion_mask[i:i + 1]).sum().backward()
+        prompt = tok(items[i].prompt, add_special_tokens=False)["input_ids"]
+        response = rollout.completion_ids[i, : int(lengths[i])]
+        logits = model(input_ids=torch.tensor([prompt + response.tolist()])).logits[0, len(prompt) - 1:-1]
+        logits.log_softmax(-1).gather(-1, response[:, None]).sum().backward()
         per_response.append(_flat_grad(model).double())
     g = torch.stack(per_response)
 
