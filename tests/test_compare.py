@@ -1,7 +1,10 @@
 """`rlino compare`, `rlino eval`, `rlino report` and the embedded base recipe, on tiny models and few steps."""
 
+import contextlib
 import dataclasses
+import io
 import json
+import math
 import random
 from pathlib import Path
 
@@ -38,15 +41,40 @@ max_new_tokens = 8
 every = 2
 num_items = 16
 temperature = 1.0
+log_samples = 16
 """
+N_HELD_OUT = 16  # eval.num_items; log_samples = 16 puts every held-out response in the run files
 
 
-def test_small_compare_writes_the_report(tmp_path, capsys):
-    cfg = tmp_path / "c.toml"
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def wilson_by_hand(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval written from the counts: (k + z²/2 ± z·sqrt(k(n-k)/n + z²/4)) / (n + z²)."""
+    half = z * math.sqrt(correct * (n - correct) / n + z * z / 4)
+    return (correct + z * z / 2 - half) / (n + z * z), (correct + z * z / 2 + half) / (n + z * z)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> tuple[Path, Path, str]:
+    """One finished SMALL comparison, shared by the tests below: (config file, compare folder, what it printed)."""
+    tmp = tmp_path_factory.mktemp("small_compare")
+    cfg, out, printed = tmp / "c.toml", tmp / "cmp", io.StringIO()
     cfg.write_text(SMALL)
-    out = tmp_path / "cmp"
-    assert main(["compare", str(cfg), "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    with contextlib.redirect_stdout(printed):
+        assert main(["compare", str(cfg), "--out", str(out)]) == 0
+    return cfg, out, printed.getvalue()
+
+
+def test_small_compare_writes_the_report(small, capsys):
+    """A compare writes every file, trains the arms on the same prompts, re-renders; --resume skips finished arms."""
+    cfg, out, printed = small
     assert f"report: {out / 'report.html'}" in printed
     for name in ("report.html", "report.md", "results.json", "base/eval.json", "compare.toml"):
         assert (out / name).is_file(), name
@@ -54,10 +82,7 @@ def test_small_compare_writes_the_report(tmp_path, capsys):
     assert list(results["arms"]) == ["grpo", "fisft_pos_neg_tokmean"]
     assert results["arms"]["fisft_pos_neg_tokmean"]["aggregation"] == "token-mean"
     for arm in results["arms"].values():
-        assert arm["steps"] == 3 and 0 <= arm["accuracy"] <= 1
-    md = (out / "report.md").read_text()
-    table = [ln for ln in md.splitlines() if ln.startswith("| ") and ("Base" in ln or "grpo" in ln or "fisft" in ln)]
-    assert len([ln for ln in table if not ln.startswith("| Base")]) >= 2
+        assert arm["steps"] == 3
     # every arm saw the same prompts in the same order
     prompts = [[json.loads(s)["prompt"] for s in (out / "runs" / a / "samples.jsonl").read_text().splitlines()]
                for a in results["arms"]]
@@ -70,6 +95,55 @@ def test_small_compare_writes_the_report(tmp_path, capsys):
     assert main(["compare", str(cfg), "--out", str(out)]) == 2
     assert main(["compare", str(cfg), "--out", str(out), "--resume"]) == 0
     assert "already finished, skipped" in capsys.readouterr().out
+
+
+def test_accuracies_and_table_match_the_run_folders(small):
+    """Each accuracy in results.json and the report table is the share of correct held-out responses logged."""
+    _, out, _ = small
+    results = json.loads((out / "results.json").read_text())
+    base_samples = json.loads((out / "base" / "eval.json").read_text())["samples"]
+    assert [s["uid"] for s in base_samples] == [f"toy-{i}" for i in range(N_HELD_OUT)]  # every held-out item
+    correct = {"Base": sum(s["reward"] == 1.0 for s in base_samples)}
+    for arm in results["arms"]:
+        samples = jsonl(out / "runs" / arm / "eval_samples.jsonl")
+        final = [s for s in samples if s["step"] == 3]  # the last step is always evaluated
+        assert [s["uid"] for s in final] == [f"toy-{i}" for i in range(N_HELD_OUT)]
+        correct[arm] = sum(s["reward"] == 1.0 for s in final)
+        logged = [row["eval/accuracy"] for row in jsonl(out / "runs" / arm / "metrics.jsonl") if "eval/accuracy" in row]
+        assert logged[-1] == correct[arm] / N_HELD_OUT
+        assert results["arms"][arm]["accuracy"] == pytest.approx(correct[arm] / N_HELD_OUT, abs=1e-4)
+        assert results["arms"][arm]["delta_vs_base"] == pytest.approx(
+            100 * (correct[arm] - correct["Base"]) / N_HELD_OUT, abs=1e-2)
+    assert results["base"]["accuracy"] == pytest.approx(correct["Base"] / N_HELD_OUT, abs=1e-4)
+
+    md = (out / "report.md").read_text()
+    lines = md.split("## Results")[1].split("\n\n")[1].splitlines()
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines[2:]]
+    assert [row[0] for row in rows] == ["Base", "grpo", "fisft_pos_neg_tokmean"]  # one row per arm, plus the base
+    for row in rows:
+        k = correct[row[0]]
+        shown = [float(x) for x in row[2].replace("[", "").replace("]", "").replace(",", "").split()]
+        assert shown == pytest.approx([100 * k / N_HELD_OUT, *(100 * v for v in wilson_by_hand(k, N_HELD_OUT))],
+                                      abs=0.051), row
+        if row[0] != "Base":
+            assert float(row[3]) == pytest.approx(100 * (k - correct["Base"]) / N_HELD_OUT, abs=0.051), row
+            assert row[6] == "3"
+
+
+@pytest.mark.parametrize("change", ["set", "file"])
+def test_resume_with_a_changed_config_is_refused(small, change, capsys):
+    """--resume with a config other than the one the comparison started with fails and leaves the folder untouched."""
+    cfg, out, _ = small
+    if change == "set":  # a shared train setting changed on the command line
+        args = [str(cfg), "--set", "train.learning_rate=2e-3"]
+    else:  # another config file with more steps: without the check, the finished arms would train on
+        other = cfg.parent / "longer.toml"
+        other.write_text(SMALL.replace("steps = 3", "steps = 4"))
+        args = [str(other)]
+    before = snapshot(out)
+    assert main(["compare", *args, "--out", str(out), "--resume"]) == 2
+    assert f"--resume {out}: the config differs from the one it was started with" in capsys.readouterr().err
+    assert snapshot(out) == before
 
 
 @pytest.mark.parametrize("arms,message", [

@@ -133,3 +133,22 @@ def test_top_p_keeps_the_smallest_set_reaching_the_mass(top_p, kept):
     assert {rank[i] for i in range(4) if out[i] > float("-inf")} == kept
     finite = out > float("-inf")
     assert torch.equal(out[finite], probs.log()[finite])  # kept logits are untouched
+
+
+def test_gumbel_max_draws_from_softmax_of_logits_over_t():
+    """The counter-keyed noise is Gumbel: across rows, and across positions of one row, token frequencies match
+    softmax(logits / T) within 4 standard errors (the hash is fixed, so this is deterministic, not flaky)."""
+    from rlino.rollout import choose_tokens
+
+    logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, -3.0])
+    p = (logits / T).softmax(-1)
+    n = 20000
+    keys = row_keys(0, 1, torch.arange(n))
+    across_rows = choose_tokens(logits.expand(n, -1), keys, 3, T, 1.0)
+    across_positions = torch.cat([choose_tokens(logits[None], keys[:1], t, T, 1.0) for t in range(4000)])
+    for tokens in (across_rows, across_positions):
+        freq = torch.bincount(tokens, minlength=6).double() / len(tokens)
+        se = (p * (1 - p) / len(tokens)).sqrt()
+        assert ((freq - p).abs() <= 4 * se + 1e-4).all(), (freq, p)
+    nucleus_only = choose_tokens(logits.expand(n, -1), keys, 3, T, 0.8)
+    assert set(nucleus_only.unique().tolist()) == nucleus(p, 0.8)

@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
 
 from rlino.errors import RlinoError
 from rlino.report import build_report, length_slope, ols_slope, t_quantile_975, wilson_interval
@@ -113,16 +115,87 @@ def test_t_quantile_and_wilson():
 # ---- the report ----------------------------------------------------------------------------------------------------
 
 def test_files_are_written_and_plots_are_real_pngs(compare):
+    """results.json, report.md, report.html and the PNG plots exist, and the HTML embeds the plots."""
     root, _ = compare
     for name in ("results.json", "report.md", "report.html"):
         assert (root / name).is_file()
     for name in ("accuracy", "length", "reward"):
         png = root / "plots" / f"{name}.png"
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert png.stat().st_size > 5000
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # their content: test_plots_draw_each_arms_...
         assert f"(plots/{name}.png)" in (root / "report.md").read_text()
     html = (root / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4 and 'src="plots/' not in html
+
+
+def read_series(run: Path, key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of one metric from a run's metrics.jsonl, steps without a finite value left out."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+    return [x for x, _ in points], [y for _, y in points]
+
+
+def centred_mean(values: list[float], half: int) -> list[float]:
+    """Mean of each value and its neighbours up to `half` steps away (fewer at the ends)."""
+    n = len(values)
+    return [sum(values[j] for j in range(n) if abs(i - j) <= half) / sum(1 for j in range(n) if abs(i - j) <= half)
+            for i in range(n)]
+
+
+def lines_by_arm(ax) -> dict[str, tuple]:
+    """{arm label: (x, y) of its per-step line, (x, y) of its bold line} for the raw + smoothed pairs of an axes."""
+    lines = ax.get_lines()
+    out = {}
+    for bold in (ln for ln in lines if not ln.get_label().startswith("_")):
+        raw = [ln for ln in lines if ln is not bold and to_rgba(ln.get_color()) == to_rgba(bold.get_color())]
+        assert len(raw) == 1, bold.get_label()
+        out[bold.get_label()] = ((list(raw[0].get_xdata()), list(raw[0].get_ydata())),
+                                 (list(bold.get_xdata()), list(bold.get_ydata())))
+    return out
+
+
+def test_plots_draw_each_arms_series_from_its_metrics_file(tmp_path, monkeypatch):
+    """Each plot has one labelled line per arm whose points are that arm's values in metrics.jsonl (base at step 0)."""
+    saved: dict[str, Figure] = {}
+    original = Figure.savefig
+
+    def record(fig, path, *args, **kwargs):
+        saved[Path(path).stem] = fig
+        return original(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    write_base(tmp_path, accuracy=0.25)
+    write_compare_toml(tmp_path, '["grpo", "fisft_pos"]')
+    write_arm(tmp_path, "grpo", "grpo", final_accuracy=0.6, steps=80, eval_every=10,
+              wrong_length=lambda s: float("nan") if s == 7 else 60 + s, correct_length=lambda s: 30 - s / 4)
+    write_arm(tmp_path, "fisft_pos", "fisft_pos", final_accuracy=0.4, steps=30, eval_every=10,
+              wrong_length=lambda s: 90 - s, correct_length=lambda s: 20 + (s % 4))
+    build_report(tmp_path)
+    assert {"accuracy", "length", "reward"} <= set(saved)
+    arms = ["grpo", "fisft_pos"]
+    runs = {arm: tmp_path / "runs" / arm for arm in arms}
+
+    (ax,) = saved["accuracy"].axes
+    labelled = {ln.get_label(): ln for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+    assert set(labelled) == {*arms, "base 25.0% (gray: its 95% interval)"}
+    assert list(labelled["base 25.0% (gray: its 95% interval)"].get_ydata()) == [25.0, 25.0]
+    for arm in arms:
+        steps, accuracy = read_series(runs[arm], "eval/accuracy")
+        assert list(labelled[arm].get_xdata()) == [0, *steps]
+        # results.json keeps 4 decimals of a fraction: 0.005 points
+        assert list(labelled[arm].get_ydata()) == pytest.approx([25.0, *(100 * a for a in accuracy)], abs=0.006)
+
+    panels = {ax.get_title(): ax for ax in saved["length"].axes}
+    (reward,) = saved["reward"].axes
+    for ax, key in ((panels["correct responses"], "length_correct_mean"),
+                    (panels["wrong responses"], "length_wrong_mean"), (reward, "reward_mean")):
+        drawn = lines_by_arm(ax)
+        assert set(drawn) == set(arms), key
+        for arm in arms:
+            steps, values = read_series(runs[arm], key)
+            (raw_x, raw_y), (bold_x, bold_y) = drawn[arm]
+            assert (raw_x, raw_y) == (steps, pytest.approx(values)), (key, arm)
+            half = max(1, len(values) // 20) // 2  # the bold line averages over about a twentieth of the run
+            assert (bold_x, bold_y) == (steps, pytest.approx(centred_mean(values, half))), (key, arm)
 
 
 def test_results_json_numbers(compare):

@@ -352,3 +352,48 @@ def test_lr_schedule_by_hand(schedule, after_warmup):
                               f"train.lr_schedule={schedule}"])
     factor = lr_lambda(cfg)
     assert [factor(k) for k in range(6)] == pytest.approx([0.5, 1.0] + after_warmup, abs=1e-7)
+
+
+def test_prompt_order_is_consecutive_slices_of_a_fresh_shuffle_per_pass():
+    """Steps take consecutive slices of a seeded permutation; each pass over the split is a new permutation."""
+    from rlino.trainer import prompt_indices
+
+    got = [i for step in range(1, 11) for i in prompt_indices(step, 3, 5, seed=4)]  # 30 draws = 6 passes of 5
+    passes = [got[k:k + 5] for k in range(0, 30, 5)]
+    assert all(sorted(p) == list(range(5)) for p in passes)  # every item exactly once per pass
+    assert len({tuple(p) for p in passes}) > 1  # the order changes between passes
+    assert prompt_indices(3, 3, 5, seed=4) == got[6:9]  # a step is a pure function of (step, seed)
+    assert got != [i for step in range(1, 11) for i in prompt_indices(step, 3, 5, seed=5)]
+
+
+def test_keep_checkpoints_keeps_the_newest(tmp_path):
+    """keep_checkpoints = 2 with a checkpoint every step leaves the last two, and the final one is loadable."""
+    train(SMOKE, ["train.steps=4", "train.save_every=1", "train.keep_checkpoints=2", "eval.every=0"],
+          out=tmp_path / "k")
+    assert [p.name for p in complete_checkpoints(tmp_path / "k")] == ["step-000003", "step-000004"]
+
+
+def test_each_epoch_on_a_batch_uses_only_its_own_gradient(tmp_path):
+    """With a learning rate too small to move the weights, the second epoch on a batch sees the first epoch's
+    gradient g again (ratio 1, same weights): its logged norm is the one-epoch run's, and AdamW's first moment after
+    two steps is 0.9·0.1·g + 0.1·g = 0.19·g (gradients left over from epoch 1 would give 2g and 0.29·g)."""
+    from rlino.config import load_config
+    from rlino.trainer import Run
+
+    sets = TOY + ["method.name=grpo_no_kl", "train.steps=1", "eval.every=0", "train.learning_rate=1e-30",
+                  "train.max_grad_norm=0"]
+    one = Run(load_config(SMOKE, sets), tmp_path / "one").train_step(1)
+    run = Run(load_config(SMOKE, sets + ["method.epochs_per_batch=2"]), tmp_path / "two")
+    two = run.train_step(1)
+    assert one["grad_norm"] > 0
+    assert two["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-5)
+    m = torch.cat([run.optimizer.state[p]["exp_avg"].flatten() for p in run.model.parameters()])
+    assert float(m.norm()) == pytest.approx(0.19 * one["grad_norm"], rel=1e-4)
+
+
+def test_kl_is_measured_against_the_initial_model(tmp_path):
+    """At step 1 the policy is the reference (KL exactly 0); the updates then move it away (KL > 0 and growing)."""
+    train(SMOKE, TOY + ["method.name=grpo", "train.steps=3", "eval.every=0", "train.learning_rate=1e-2"],
+          out=tmp_path / "kl")
+    kl = [r["kl"] for r in read_metrics(tmp_path / "kl")]
+    assert kl[0] == 0 and 0 < kl[1] < kl[2], kl

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import time
+import json
+import subprocess
+import sys
 from fractions import Fraction
 
 import pytest
@@ -13,20 +15,15 @@ from rlino.tasks.countdown import CountdownItem
 from rlino.tasks.expression import ParseError, parse_expression
 from rlino.tasks.gsm8k import Gsm8kItem, gold_answer
 
-FAST = 0.05  # seconds: every completion, however hostile, must be scored faster than this
 BIG = 100_000
+# Hostile completions are scored in a subprocess under this limit, so a verifier that slows down catastrophically (an
+# eval, a backtracking regex, a quadratic scan over 100 kB) fails the test instead of hanging the suite. It is no
+# speed check: scoring every hostile case normally takes well under a second (benchmarks are the place for speed).
+HANG_GUARD_S = 60
 
 
 def countdown_item(numbers: tuple[int, ...], target: int) -> CountdownItem:
     return CountdownItem(numbers=numbers, target=target, prompt="p", uid="countdown-test-0")
-
-
-def timed_score(task, completion: str, item) -> float:
-    start = time.perf_counter()
-    reward = task.score(completion, item)
-    elapsed = time.perf_counter() - start
-    assert elapsed < FAST, f"scoring took {elapsed * 1000:.1f} ms"
-    return reward
 
 
 A = "<answer>{}</answer>".format
@@ -55,18 +52,11 @@ COUNTDOWN_CASES = [
     ("exact non-integer intermediate", A("6/4*2"), ((6, 4, 2), 3), 1.0),
     ("non-integer result", A("7/(3+5)"), ((3, 5, 7), 1), 0.0),
     ("decimal literal", A("3*5+7.0"), N357, 0.0),
-    ("power", A("9**9**9"), ((9, 9, 9), 1), 0.0),
     ("caret", A("3^2+5+7"), N357, 0.0),
-    ("python code", A("__import__('os').system('x')"), N357, 0.0),
     ("code block", A("```python\nprint(3*5+7)\n```"), N357, 0.0),
-    ("10,000-digit number", A("9" * 10_000), N357, 0.0),
     ("11-digit literal", A("3*5+7+00000000000"), N357, 0.0),
-    ("100 kB of text first", "x" * BIG + A("3*5+7"), N357, 1.0),
-    ("100 kB of nested parentheses", A("(" * (BIG // 2) + "3*5+7" + ")" * (BIG // 2)), N357, 0.0),
     ("40 nested parentheses", A("(" * 40 + "3*5+7" + ")" * 40), N357, 1.0),
     ("60 nested parentheses", A("(" * 60 + "3*5+7" + ")" * 60), N357, 0.0),
-    ("100 kB of opening tags", "<answer>" * (BIG // 8), N357, 0.0),
-    ("100 kB of closing tags", "</answer>" * (BIG // 9), N357, 0.0),
     ("unary minus", A("-7+3*5"), ((3, 5, 7), 8), 0.0),
     ("unary plus", A("+3*5+7"), N357, 0.0),
     ("equals target", A("3*5+7 = 22"), N357, 1.0),
@@ -82,6 +72,17 @@ COUNTDOWN_CASES = [
     ("over 200 characters", A("3*5+7" + " " * 200), N357, 0.0),
 ]
 
+# Scored only in a subprocess, by test_hostile_completions_get_their_score_without_hanging.
+COUNTDOWN_HOSTILE = [
+    ("power", A("9**9**9"), ((9, 9, 9), 1), 0.0),
+    ("python code", A("__import__('os').system('x')"), N357, 0.0),
+    ("10,000-digit number", A("9" * 10_000), N357, 0.0),
+    ("100 kB of text first", "x" * BIG + A("3*5+7"), N357, 1.0),
+    ("100 kB of nested parentheses", A("(" * (BIG // 2) + "3*5+7" + ")" * (BIG // 2)), N357, 0.0),
+    ("100 kB of opening tags", "<answer>" * (BIG // 8), N357, 0.0),
+    ("100 kB of closing tags", "</answer>" * (BIG // 9), N357, 0.0),
+]
+
 
 @pytest.mark.parametrize(
     ("completion", "problem", "expected"),
@@ -89,8 +90,9 @@ COUNTDOWN_CASES = [
     ids=[case[0] for case in COUNTDOWN_CASES],
 )
 def test_countdown_verifier(completion: str, problem: tuple[tuple[int, ...], int], expected: float) -> None:
+    """The countdown verifier gives each tricky completion its expected score."""
     task = load_task("countdown")
-    assert timed_score(task, completion, countdown_item(*problem)) == expected
+    assert task.score(completion, countdown_item(*problem)) == expected
 
 
 def test_countdown_format_reward() -> None:
@@ -147,16 +149,20 @@ GSM8K_CASES = [
     ("fallback minus is not a sign", "5-3", "3", "last_number", 1.0),
     ("fallback list", "the values are 1,2,3", "3", "last_number", 1.0),
     ("no number at all", "I do not know.", "18", "last_number", 0.0),
+    ("51-character number", "\\boxed{" + "1" * 51 + "}", "1" * 51, "none", 0.0),
+    ("unbalanced braces, no fallback", "\\boxed{18", "18", "none", 0.0),
+    ("unbalanced braces, fallback", "\\boxed{{18}", "18", "last_number", 1.0),
+]
+
+# Scored only in a subprocess, by test_hostile_completions_get_their_score_without_hanging.
+GSM8K_HOSTILE = [
     ("10,000-digit boxed", "\\boxed{" + "1" * 10_000 + "}", "18", "last_number", 0.0),
     ("10,000-digit after ####", "#### " + "9" * 10_000, "18", "last_number", 0.0),
     ("10,000-digit fallback", "1" * 10_000, "18", "last_number", 0.0),
-    ("51-character number", "\\boxed{" + "1" * 51 + "}", "1" * 51, "none", 0.0),
     ("100 kB of text first", "x " * (BIG // 2) + "\\boxed{18}", "18", "none", 1.0),
     ("100 kB of digits and spaces", "1 " * (BIG // 2), "18", "last_number", 0.0),
     ("100 kB without digits", "x" * BIG, "18", "last_number", 0.0),
     ("100 kB of #### markers", "####" * (BIG // 4), "18", "last_number", 0.0),
-    ("unbalanced braces, no fallback", "\\boxed{18", "18", "none", 0.0),
-    ("unbalanced braces, fallback", "\\boxed{{18}", "18", "last_number", 1.0),
     ("100 kB of open braces", "\\boxed{" + "{" * BIG, "18", "last_number", 0.0),
     ("100 kB of boxed", "\\boxed{" * (BIG // 7), "18", "last_number", 0.0),
     ("100 kB of nested braces", "\\boxed{" + "{" * BIG + "18" + "}" * BIG + "}", "18", "none", 0.0),
@@ -169,9 +175,43 @@ GSM8K_CASES = [
     ids=[case[0] for case in GSM8K_CASES],
 )
 def test_gsm8k_verifier(completion: str, gold: str, fallback: str, expected: float) -> None:
+    """The gsm8k verifier gives each tricky completion its expected score."""
     task = load_task("gsm8k", fallback=fallback)
     item = G(question="q", answer=gold, prompt="q", uid="gsm8k-test-0")
-    assert timed_score(task, completion, item) == expected
+    assert task.score(completion, item) == expected
+
+
+SCORE_IN_SUBPROCESS = """
+import json, sys
+from rlino.tasks import load_task
+from rlino.tasks.countdown import CountdownItem
+from rlino.tasks.gsm8k import Gsm8kItem
+
+scores = {}
+for case in json.load(sys.stdin):
+    if case["task"] == "countdown":
+        task = load_task("countdown")
+        item = CountdownItem(numbers=tuple(case["numbers"]), target=case["target"], prompt="p", uid="countdown-test-0")
+    else:
+        task = load_task("gsm8k", fallback=case["fallback"])
+        item = Gsm8kItem(question="q", answer=case["gold"], prompt="q", uid="gsm8k-test-0")
+    scores[case["id"]] = task.score(case["completion"], item)
+json.dump(scores, sys.stdout)
+"""
+
+
+def test_hostile_completions_get_their_score_without_hanging() -> None:
+    """Huge, deeply nested or code-like completions get their expected score (mostly 0) and scoring them terminates."""
+    cases = [{"task": "countdown", "id": f"countdown: {name}", "completion": completion, "numbers": list(numbers),
+              "target": target} for name, completion, (numbers, target), _ in COUNTDOWN_HOSTILE]
+    cases += [{"task": "gsm8k", "id": f"gsm8k: {name}", "completion": completion, "gold": gold, "fallback": fallback}
+              for name, completion, gold, fallback, _ in GSM8K_HOSTILE]
+    expected = {f"countdown: {case[0]}": case[-1] for case in COUNTDOWN_HOSTILE}
+    expected |= {f"gsm8k: {case[0]}": case[-1] for case in GSM8K_HOSTILE}
+    done = subprocess.run([sys.executable, "-c", SCORE_IN_SUBPROCESS], input=json.dumps(cases), text=True,
+                          capture_output=True, timeout=HANG_GUARD_S)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == expected
 
 
 PARSE_OK = [
