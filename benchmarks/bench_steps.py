@@ -235,22 +235,14 @@ def never_stop_(model, eos_id: int) -> None:
 
 def build_model(size: str, folder: str | Path) -> Path:
     """Build the random benchmark model of a size (deterministic, seed 0) into `folder`, once."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    from rlino.models import EOS, byte_tokenizer, save_model
+    from rlino.embedded.byte_qwen2 import byte_qwen2
+    from rlino.models import save_model
 
     folder = Path(folder)
     if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
         return folder
-    tokenizer = byte_tokenizer()
-    eos = tokenizer.convert_tokens_to_ids(EOS)
-    config = Qwen2Config(vocab_size=len(tokenizer), tie_word_embeddings=True, eos_token_id=eos, pad_token_id=eos,
-                         bos_token_id=None, max_position_embeddings=512, **SIZES[size])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
-        model = Qwen2ForCausalLM(config)
-    never_stop_(model, eos)
+    model, tokenizer = byte_qwen2(SEED, max_position_embeddings=512, **SIZES[size])
+    never_stop_(model, tokenizer.eos_token_id)
     tmp = folder.with_name(folder.name + ".tmp")
     save_model(model, tokenizer, tmp)
     tmp.rename(folder)
@@ -304,7 +296,7 @@ def matmul_gflops(threads: int, sizes=(1024, 2048), seconds: float = 0.6) -> dic
 
 
 class Timers:
-    """Seconds spent in wrapped functions, by part, since the last `take()`."""
+    """Seconds spent by part since the last `take()`: `add` is rlino's phase hook, `wrap` times TRL's methods."""
 
     def __init__(self):
         self.t: dict[str, float] = {}
@@ -343,29 +335,11 @@ def read_command() -> dict:
 def rlino_worker(contender: Contender, model_dir: str, out_dir: str) -> None:
     import torch
 
-    import rlino.trainer as trainer
     from rlino.config import load_config
+    from rlino.trainer import Run
 
-    timers = Timers()
-    counts: dict[str, float] = {}
-
-    def counted_sample(*args, **kwargs):
-        t0 = time.perf_counter()
-        rollout = real_sample(*args, **kwargs)
-        timers.add("sample", time.perf_counter() - t0)
-        counts["responses"] = int(rollout.completion_mask.shape[0])
-        counts["tokens"] = int(rollout.completion_mask.sum())
-        counts["prompt_tokens"] = int(rollout.prompt_mask.sum())
-        return rollout
-
-    real_sample = trainer.sample
-    trainer.sample = counted_sample
-    trainer.score_all = timers.wrap(trainer.score_all, "score")
-    trainer.token_logprobs = timers.wrap(trainer.token_logprobs, "ref", when=lambda: not torch.is_grad_enabled())
-    torch.nn.utils.clip_grad_norm_ = timers.wrap(torch.nn.utils.clip_grad_norm_, "optimizer")
-    run = trainer.Run(load_config(None, rlino_overrides(contender, model_dir)), Path(out_dir) / "run")
-    run.optimizer.step = timers.wrap(run.optimizer.step, "optimizer")
-    run.scheduler.step = timers.wrap(run.scheduler.step, "optimizer")
+    timers = Timers()  # hears the trainer's phases: sample, score, update (= reference + forward-backward + optimizer)
+    run = Run(load_config(None, rlino_overrides(contender, model_dir)), Path(out_dir) / "run", on_phase=timers.add)
     params = sum(p.numel() for p in run.model.parameters())
     step = 0
 
@@ -374,14 +348,18 @@ def rlino_worker(contender: Contender, model_dir: str, out_dir: str) -> None:
         step += 1
         timers.take()
         t0, c0 = time.perf_counter(), time.process_time()
-        metrics = run.train_step(step)
+        result = run.train_step(step)
         total, cpu = time.perf_counter() - t0, time.process_time() - c0
-        parts = timers.take()
-        update = metrics["update_time_s"]
-        parts["fwd_bwd"] = update - parts.get("ref", 0.0) - parts.get("optimizer", 0.0)
+        phases = timers.take()
+        parts = {"sample": phases["sample"], "score": phases["score"], "ref": phases.get("reference", 0.0),
+                 "optimizer": phases["optimizer"]}
+        parts["fwd_bwd"] = phases["update"] - parts["ref"] - parts["optimizer"]
         parts["other"] = total - sum(parts.values())
-        return dict(step_s=total, cpu_s=cpu, parts=parts, **counts, reward_mean=metrics["reward_mean"],
-                    grad_norm=metrics["grad_norm"])
+        rollout = result.rollout
+        counts = dict(responses=int(rollout.completion_mask.shape[0]), tokens=int(rollout.completion_mask.sum()),
+                      prompt_tokens=int(rollout.prompt_mask.sum()))
+        return dict(step_s=total, cpu_s=cpu, parts=parts, **counts, reward_mean=result.metrics["reward_mean"],
+                    grad_norm=result.metrics["grad_norm"])
 
     serve(one_step, dict(params=params, threads=torch.get_num_threads()))
 

@@ -5,7 +5,7 @@
 MODEL is a model folder (a checkpoint, or `rlino base` output) or `embedded:countdown`. For each model it samples
 one response per held-out (or train) item, greedily and at temperature 1.0, with the noise the trainer's own
 evaluation draws (same seed, same items: the T = 1.0 accuracy equals `eval/accuracy` of a run with that seed), and
-counts each wrong response by its first mistake (`rlino.base_model.trace_error`):
+counts each wrong response by its first mistake (`rlino.embedded.countdown_traces.trace_error`):
 
   listing    a value the two other numbers make, computed wrong
   candidate  the value a pair must make (target -, +, / z), computed wrong
@@ -21,7 +21,8 @@ import collections
 
 import torch
 
-from rlino.base_model import RECIPE, trace_error
+from rlino.embedded.countdown_base import RECIPE
+from rlino.embedded.countdown_traces import trace_error
 from rlino.evaluate import evaluate
 from rlino.models import load_model
 from rlino.objectives import is_correct

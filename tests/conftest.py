@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -27,18 +28,10 @@ def build_sharp(initializer_range: float = 0.1, attention_dropout: float = 0.0, 
     while the next-token distribution stays broad (entropy ~5.2 nats of ln 259 = 5.56), so sampled responses vary
     and the toy task still gets mixed rewards.
     """
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from rlino.embedded import TINY
+    from rlino.embedded.byte_qwen2 import byte_qwen2
 
-    from rlino.models import EMBEDDED, EOS, byte_tokenizer
-
-    tok = byte_tokenizer()
-    eos = tok.convert_tokens_to_ids(EOS)
-    cfg = Qwen2Config(vocab_size=len(tok), tie_word_embeddings=True, eos_token_id=eos, pad_token_id=eos,
-                      bos_token_id=None, initializer_range=initializer_range, attention_dropout=attention_dropout,
-                      **EMBEDDED["tiny"])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Qwen2ForCausalLM(cfg)
+    model, tok = byte_qwen2(seed, initializer_range=initializer_range, attention_dropout=attention_dropout, **TINY)
     return model.eval(), tok
 
 
@@ -66,3 +59,19 @@ def dropout_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("dropout") / "model"
     save_model(*build_sharp(attention_dropout=0.1), folder)
     return folder
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """The matplotlib figures saved while the test runs, by file stem (the PNG files are still written)."""
+    from matplotlib.figure import Figure
+
+    saved = {}
+    original = Figure.savefig
+
+    def record(fig, path, *args, **kwargs):
+        saved[Path(path).stem] = fig
+        return original(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    return saved

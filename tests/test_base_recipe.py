@@ -1,14 +1,14 @@
 """Changing the embedded base recipe (`rlino base --set`) and reading where a trace goes wrong (`trace_error`)."""
 
-import dataclasses
 import json
 import random
 from pathlib import Path
 
 import pytest
 
-from rlino.base_model import RECIPE, recipe_with, trace_error, write_trace
 from rlino.cli import main
+from rlino.embedded.countdown_base import RECIPE, recipe_with
+from rlino.embedded.countdown_traces import trace_error, write_trace
 from rlino.errors import RlinoError
 from rlino.tasks import load_task
 

@@ -7,6 +7,7 @@ sides. The TRL half of the configuration check runs only where TRL is installed 
 Also here: the sampler's in-place KV cache, the speed-up this benchmark led to, changes no sample (bitwise).
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def test_the_benchmark_model_samples_every_token_on_both_samplers(tmp_path):
 def test_the_30m_shape_is_about_30m_parameters():
     from transformers import Qwen2Config
 
-    from rlino.models import byte_tokenizer
+    from rlino.embedded.byte_qwen2 import byte_tokenizer
 
     config = Qwen2Config(vocab_size=len(byte_tokenizer()), tie_word_embeddings=True, **bench.SIZES["30m"])
     h, i, n = config.hidden_size, config.intermediate_size, config.num_hidden_layers
@@ -150,3 +151,38 @@ def test_in_place_cache_is_used(tiny):
                              attention_mask=torch.ones_like(ids))
     rollout._grow_in_place(cache, ids.shape[1] + 8)
     assert all(type(layer) is rollout._in_place_layer() for layer in cache.layers)
+
+
+def test_the_trainer_reports_each_phase_of_a_step_to_the_hook(tmp_path):
+    """The benchmark times rlino through `Run(on_phase=...)`, not by patching: every phase of a step is heard once
+    per step (the optimizer once per epoch), and the update contains the reference and optimizer phases."""
+    from rlino.config import load_config
+    from rlino.trainer import Run
+
+    heard: list[tuple[str, float]] = []
+    cfg = load_config(ROOT / "configs" / "smoke.toml", ["train.steps=1", "eval.every=0", "method.epochs_per_batch=2"])
+    result = Run(cfg, tmp_path / "r", on_phase=lambda name, s: heard.append((name, s))).train_step(1)
+    names = [n for n, _ in heard]
+    assert names == ["sample", "score", "reference", "optimizer", "optimizer", "update"]
+    seconds = dict(heard)
+    assert seconds["update"] >= seconds["reference"] + sum(s for n, s in heard if n == "optimizer")
+    assert result.rollout.completion_mask.shape[0] == cfg.train.prompts_per_step * cfg.train.group_size
+
+
+def test_same_outputs_finds_a_changed_number_and_ignores_timings(tmp_path):
+    import same_outputs
+
+    rows = [{"step": 1, "loss": 0.5, "step_time_s": 1.0}, {"step": 2, "loss": 0.25, "step_time_s": 2.0}]
+    old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
+    old.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    new.write_text("".join(json.dumps(r | {"step_time_s": 9.0, "clip_frac_low": 0.0}) + "\n" for r in rows))
+    assert same_outputs.main(["metrics", str(old), str(new), "--added", "clip_frac_low"]) == 0
+    assert same_outputs.main(["metrics", str(old), str(new)]) == 1  # an undeclared new key
+    new.write_text("".join(json.dumps(r | {"loss": r["loss"] + 1e-12}) + "\n" for r in rows))
+    assert same_outputs.main(["metrics", str(old), str(new)]) == 1
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"arms": {"x": {"accuracy": 0.5, "wall_time_s": 3.0}}}))
+    b.write_text(json.dumps({"arms": {"x": {"accuracy": 0.5, "wall_time_s": 4.0}}}))
+    assert same_outputs.main(["results", str(a), str(b)]) == 0
+    b.write_text(json.dumps({"arms": {"x": {"accuracy": 0.52, "wall_time_s": 3.0}}}))
+    assert same_outputs.main(["results", str(a), str(b)]) == 1

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlino.base_model import RECIPE, Recipe, base_model_dir, corpus, write_trace
 from rlino.cli import main
 from rlino.compare import load_compare_config
+from rlino.embedded.countdown_base import RECIPE, base_model_dir, corpus
+from rlino.embedded.countdown_traces import write_trace
 from rlino.errors import RlinoError
 from rlino.tasks import load_task
 

@@ -13,7 +13,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from rlino.distributed import World
-from rlino.trainer import TIMING_KEYS, complete_checkpoints, train
+from rlino.run_folder import TIMING_KEYS, complete_checkpoints
+from rlino.trainer import train
 
 TESTS = Path(__file__).parent
 SMOKE = str(TESTS.parent / "configs" / "smoke.toml")
@@ -77,9 +78,9 @@ def test_two_ranks_match_one_process(tmp_path, method):
     torchrun(args)
     first = json.loads((tmp_path / "one" / "metrics.jsonl").read_text().splitlines()[0])
     assert 0 < first["accuracy"] < 1  # rewards vary, so the gradient is not trivially zero
-    from rlino.models import build_embedded
+    from rlino.embedded import load_embedded
 
-    assert_same_run(tmp_path / "one", tmp_path / "two", build_embedded("tiny", seed=0)[0].state_dict())
+    assert_same_run(tmp_path / "one", tmp_path / "two", load_embedded("embedded:tiny", seed=0)[0].state_dict())
 
 
 def test_two_rank_resume_continues_like_an_uninterrupted_run(tmp_path):
@@ -90,9 +91,9 @@ def test_two_rank_resume_continues_like_an_uninterrupted_run(tmp_path):
         args += ["--set", item]
     torchrun(args)  # stopped after step 2
     torchrun(["--resume", str(tmp_path / "two"), "--set", "train.steps=3"])
-    from rlino.models import build_embedded
+    from rlino.embedded import load_embedded
 
-    assert_same_run(tmp_path / "one", tmp_path / "two", build_embedded("tiny", seed=0)[0].state_dict())
+    assert_same_run(tmp_path / "one", tmp_path / "two", load_embedded("embedded:tiny", seed=0)[0].state_dict())
     # and a 2-rank checkpoint resumes on one process
     (tmp_path / "two" / "checkpoints" / "step-000003").rename(tmp_path / "two" / "step3")
     train(None, ["train.steps=3"], resume=tmp_path / "two")

@@ -13,7 +13,8 @@ README = (ROOT / "README.md").read_text()
 
 def test_every_config_key_is_in_the_reference():
     for section in dataclasses.fields(Config):
-        for key in dataclasses.fields(section.type if isinstance(section.type, type) else getattr(Config(), section.name)):
+        cls = section.type if isinstance(section.type, type) else getattr(Config(), section.name)
+        for key in dataclasses.fields(cls):
             assert f"`{section.name}.{key.name}`" in README, f"{section.name}.{key.name} missing from README"
 
 

@@ -53,11 +53,11 @@ def test_numbers_on_a_fixed_seed_match_an_independent_computation():
     """
     import torch
 
-    from rlino.equivalence import batch_checks, compare_grads, _flat_grad
+    from rlino.equivalence import _flat_grad, batch_checks, compare_grads
     from rlino.evaluate import score_all
     from rlino.models import load_model
     from rlino.objectives import METHODS, response_weights, token_weights_for_length
-    from rlino.rollout import sample, token_logprobs
+    from rlino.rollout import sample
     from rlino.tasks import load_task
 
     cfg = load_config(None, TOY)

@@ -1,10 +1,10 @@
 """`evaluate_k`'s aggregates (mean accuracy, pass@k, first sample, greedy) against counts made by hand."""
 
 import torch
+from toy_task import make
 
 from rlino.evaluate import evaluate_k
 from rlino.rollout import sample
-from toy_task import make
 
 
 def test_evaluate_k_counts_by_hand(tiny):

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-
-from rlino.length_study import analytic_curve, causal_verdicts, token_weight_summary
-from rlino.report import build_report
+from matplotlib.figure import Figure
 from test_report import noisy_flat, write_arm, write_base, write_compare_toml
+
+from rlino.report import build_report
+from rlino.report.length import analytic_curve, causal_verdicts, token_weight_summary
 
 
 def test_analytic_curves_by_hand():
@@ -60,7 +61,8 @@ def test_verdict_in_part_and_not_supported():
             "g@tok": _cell("grpo", "token-mean", 6.1, 2.2, 10.0),
             "g@sum": _cell("grpo", "seq-mean-token-sum-norm", 1.7, -2.2, 5.6)}
     (text,) = causal_verdicts(grpo)
-    assert "also grew, not significantly more slowly, under token-mean" in text and "did not grow under seq-mean-token-sum-norm" in text
+    assert "also grew, not significantly more slowly, under token-mean" in text
+    assert "did not grow under seq-mean-token-sum-norm" in text
     assert "supports the claim only in part" in text and "lower accuracy" not in text
     slowed = dict(grpo, **{"g@tok": _cell("grpo", "token-mean", 2.0, 1.0, 3.0)})
     assert "significantly more slowly, under token-mean" in causal_verdicts(slowed)[0]
@@ -72,7 +74,8 @@ def test_verdict_in_part_and_not_supported():
 
 def test_report_of_an_ablation_has_the_slope_table_the_weight_plot_and_a_verdict(tmp_path):
     write_base(tmp_path)
-    write_compare_toml(tmp_path, '["a", "b"]')
+    write_compare_toml(tmp_path, '[{name = "a", method = "fisft_pos_neg"}, {name = "b", method = "fisft_pos_neg", '
+                                 'set = ["method.aggregation=token-mean"]}]')
     write_arm(tmp_path, "a", "fisft_pos_neg", final_accuracy=0.05, wrong_length=lambda s: 40 + 2 * s)
     write_arm(tmp_path, "b", "fisft_pos_neg", final_accuracy=0.30, wrong_length=noisy_flat(2),
               aggregation="token-mean")
@@ -88,7 +91,53 @@ def test_report_of_an_ablation_has_the_slope_table_the_weight_plot_and_a_verdict
     (verdict,) = results["length_verdicts"]
     assert "supports the claim that per-response averaging causes the growth" in verdict
     md = (tmp_path / "report.md").read_text()
-    assert "## Response length and per-token weights" in md and "| a | fisft_pos_neg | seq-mean-token-mean | +200.0" in md
+    assert "## Response length and per-token weights" in md
+    assert "| a | fisft_pos_neg | seq-mean-token-mean | +200.0" in md
     assert "Does the aggregation cause the length growth?" in md and verdict.split(";")[0] in md
     png = Path(tmp_path / "plots" / "token_weights.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20000
+
+
+def _token_weight_figure(tmp_path, saved, rows_extra: dict, config_edit) -> Figure:
+    """Report a one-arm compare whose weights.jsonl rows carry `rows_extra`; return the token-weight figure."""
+    write_base(tmp_path)
+    write_arm(tmp_path, "g", "grpo", final_accuracy=0.4, wrong_length=lambda s: 40 + s, steps=20, eval_every=10)
+    config = tmp_path / "runs" / "g" / "config.toml"
+    config.write_text(config_edit(config.read_text()))
+    lengths = list(range(10, 74, 2))
+    rows = [_weights_row(s, lengths, [L % 10 == 0 for L in lengths], [(1.0 if L % 10 == 0 else -1.0) / L
+                                                                       for L in lengths]) | rows_extra
+            for s in range(1, 21)]
+    (tmp_path / "runs" / "g" / "weights.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    build_report(tmp_path)
+    return saved["token_weights"]
+
+
+def test_analytic_curve_uses_the_aggregation_logged_in_weights_rows(tmp_path, saved_figures):
+    # config.toml says seq-mean-token-mean and 64 new tokens; the rows (what the loss used) say otherwise
+    logged = {"aggregation": "seq-mean-token-sum-norm", "max_new_tokens": 128}
+    fig = _token_weight_figure(tmp_path, saved_figures, logged, lambda text: text)
+    ax = fig.axes[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    (wrong,) = [ln for label, ln in lines.items() if label.startswith("wrong: analytic")]
+    grid = [int(x) for x in wrong.get_xdata()]
+    # 32 responses per step, 1312 tokens: mean length 41; a wrong response's w is -1
+    kw = dict(num_responses=32, mean_length=41.0)
+    expected = analytic_curve(grid, "seq-mean-token-sum-norm", -1.0, max_new_tokens=128, **kw)
+    assert list(wrong.get_ydata()) == pytest.approx(expected) and expected[0] == pytest.approx(-1 / 128)
+    assert list(wrong.get_ydata()) != pytest.approx(analytic_curve(grid, "seq-mean-token-mean", -1.0,
+                                                                   max_new_tokens=64, **kw))
+    assert "seq-mean-token-sum-norm" in ax.get_title()
+    assert {"correct: measured", "wrong: measured"} <= set(lines)
+
+
+def test_no_analytic_curve_when_neither_rows_nor_config_name_the_aggregation(tmp_path, saved_figures):
+    def strip(text: str) -> str:
+        return text.replace('aggregation = "seq-mean-token-mean"\n', "").replace("max_new_tokens = 64\n", "")
+
+    fig = _token_weight_figure(tmp_path, saved_figures, {}, strip)
+    ax = fig.axes[0]
+    labels = [ln.get_label() for ln in ax.get_lines() if not ln.get_label().startswith("_")]
+    assert sorted(labels) == ["correct: measured", "wrong: measured"]  # measured points, no analytic line
+    assert ax.get_title() == "g"
+    assert (tmp_path / "plots" / "token_weights.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -107,10 +107,10 @@ def test_token_logprobs_equal_log_softmax_of_a_plain_forward_per_row(batch, micr
     """`token_logprobs` on left-padded micro-batches = log_softmax(logits / T) of each unpadded row (and entropy)."""
     model, tok, prompts, rollout, _ = batch
     checked = 0
-    for rows, mb in rollout.micro_batches(micro_batch):
+    for mb in rollout.micro_batches(micro_batch):
         with torch.no_grad():
-            logp, entropy = token_logprobs(model, *mb, temperature=T, with_entropy=True)
-        for j, i in enumerate(rows.tolist()):
+            logp, entropy = token_logprobs(model, *mb.tensors, temperature=T, with_entropy=True)
+        for j, i in enumerate(mb.rows.tolist()):
             prompt = tok(prompts[i], add_special_tokens=False)["input_ids"]
             n = int(rollout.completion_mask[i].sum())
             response = rollout.completion_ids[i, :n].tolist()

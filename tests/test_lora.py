@@ -15,7 +15,8 @@ from rlino.config import LORA_TARGETS, LoraConfig, config_to_dict, load_config, 
 from rlino.errors import RlinoError
 from rlino.lora import ADAPTER_DIR, ADAPTER_WEIGHTS, attach_lora
 from rlino.models import load_model
-from rlino.trainer import TIMING_KEYS, Run, complete_checkpoints, train, validate
+from rlino.run_folder import TIMING_KEYS, complete_checkpoints
+from rlino.trainer import Run, train, validate
 
 ROOT = Path(__file__).parents[1]
 SMOKE = str(ROOT / "configs" / "smoke.toml")

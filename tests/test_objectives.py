@@ -85,6 +85,8 @@ def test_clipped_tokens_get_zero_gradient():
     assert g[0, 0] == 0 and g[1, 2] == 0
     assert g[0, 1] != 0 and g[0, 2] != 0 and g[1, 0] != 0 and g[1, 1] != 0
     assert out.clip_frac.item() == pytest.approx(2 / 6)
+    # one clipped above 1 + ε (w > 0), one below 1 − ε (w < 0)
+    assert (out.clip_frac_high.item(), out.clip_frac_low.item()) == (pytest.approx(1 / 6), pytest.approx(1 / 6))
     # unclipped tokens: d/dlogp of -w * exp(logp - old) / (3 * 2)
     assert g[0, 1].item() == pytest.approx(-1 / 6)
     assert g[1, 0].item() == pytest.approx(math.exp(0.5) / 6, rel=1e-6)
@@ -104,6 +106,9 @@ def test_clip_bounds_on_both_sides_of_one_by_hand(ratio, w):
     assert out.loss.item() == pytest.approx(-min(ratio * w, bounded * w), rel=1e-6)
     assert logp.grad.item() == pytest.approx(0.0 if clipped else -w * ratio, rel=1e-6, abs=1e-12)
     assert out.clip_frac.item() == (1.0 if clipped else 0.0)
+    # the side: above 1 + ε_high only for w > 0, below 1 − ε_low only for w < 0
+    assert out.clip_frac_high.item() == (1.0 if clipped and w > 0 else 0.0)
+    assert out.clip_frac_low.item() == (1.0 if clipped and w < 0 else 0.0)
 
 
 def test_every_method_setting_reaches_the_resolved_method():

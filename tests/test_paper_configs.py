@@ -12,7 +12,8 @@ import pytest
 
 from rlino.compare import load_compare_config
 from rlino.config import load_config
-from rlino.models import build_embedded, load_model, save_model
+from rlino.embedded import load_embedded
+from rlino.models import load_model, save_model
 from rlino.objectives import resolve_method
 from rlino.tasks import load_task
 from rlino.trainer import validate
@@ -29,7 +30,7 @@ def local(tmp_path_factory):
     """A saved tiny model folder and small local data files in the formats the paper configs read."""
     root = tmp_path_factory.mktemp("paper")
     model = root / "Qwen2.5-local"
-    save_model(*build_embedded("tiny", seed=0), model)
+    save_model(*load_embedded("embedded:tiny", seed=0), model)
     rng = random.Random(0)
 
     def gsm8k_rows(n, offset):
@@ -65,7 +66,8 @@ def is_compare(path: Path) -> bool:
 
 
 def load_any(path: Path, overrides: list[str]):
-    """(shared config, [(method, config) per arm]) for a compare config; (config, [(method, config)]) for a train one."""
+    """(shared config, [(method, config) per arm]) for a compare config; (config, [(method, config)]) for a train
+    one."""
     if is_compare(path):
         _, shared, arms = load_compare_config(path, overrides)
         return shared, [(arm.method, arm.config(shared)) for arm in arms]

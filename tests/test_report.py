@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 from matplotlib.colors import to_rgba
-from matplotlib.figure import Figure
 
 from rlino.errors import RlinoError
-from rlino.report import build_report, length_slope, ols_slope, t_quantile_975, wilson_interval
+from rlino.report import build_report
+from rlino.report.results import length_slope
+from rlino.stats import ols_slope, t_quantile_975, wilson_interval
 
 N_ITEMS = 200
 XSS = "<script>alert('x')</script>"
@@ -153,16 +154,9 @@ def lines_by_arm(ax) -> dict[str, tuple]:
     return out
 
 
-def test_plots_draw_each_arms_series_from_its_metrics_file(tmp_path, monkeypatch):
+def test_plots_draw_each_arms_series_from_its_metrics_file(tmp_path, saved_figures):
     """Each plot has one labelled line per arm whose points are that arm's values in metrics.jsonl (base at step 0)."""
-    saved: dict[str, Figure] = {}
-    original = Figure.savefig
-
-    def record(fig, path, *args, **kwargs):
-        saved[Path(path).stem] = fig
-        return original(fig, path, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", record)
+    saved = saved_figures
     write_base(tmp_path, accuracy=0.25)
     write_compare_toml(tmp_path, '["grpo", "fisft_pos"]')
     write_arm(tmp_path, "grpo", "grpo", final_accuracy=0.6, steps=80, eval_every=10,

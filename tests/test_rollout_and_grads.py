@@ -81,7 +81,7 @@ def test_fisft_adv_and_grpo_no_kl_gradients_equal_on_a_fresh_batch(tiny):
         m = METHODS[name]
         w = response_weights(rewards, 4, m)
 
-        def loss():
+        def loss(w=w, m=m):
             logp, _ = token_logprobs(model, rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids,
                                      rollout.completion_mask, temperature=T)
             return token_loss(logp, rollout.completion_mask, w, m).loss
@@ -131,17 +131,18 @@ def test_micro_batched_gradient_equals_the_hand_written_loss(sharp, aggregation,
 
     def total(micro):
         loss = 0.0
-        for rows, mb in rollout.micro_batches(micro):
-            logp, _ = token_logprobs(model, *mb, temperature=T)
-            out = token_loss(logp, mb[3], w[rows], m, ref_logp=ref[rows, : mb[3].shape[1]], num_responses=n_resp,
-                             num_tokens=n_tok, max_new_tokens=20)
+        for mb in rollout.micro_batches(micro):
+            logp, _ = token_logprobs(model, *mb.tensors, temperature=T)
+            width = mb.completion_mask.shape[1]
+            out = token_loss(logp, mb.completion_mask, w[mb.rows], m, ref_logp=ref[mb.rows, :width],
+                             num_responses=n_resp, num_tokens=n_tok, max_new_tokens=20)
             loss = loss + out.loss
         return loss
 
     oracle = grads_of(model, lambda: hand_loss(model, tok, rollout, w, m, 0.1, 20))
     assert oracle.norm() > 0
     for micro in (len(rewards), 5):
-        assert rel_diff(grads_of(model, lambda: total(micro)), oracle) <= 1e-5, micro
+        assert rel_diff(grads_of(model, lambda micro=micro: total(micro)), oracle) <= 1e-5, micro
 
 
 def test_a_step_raises_the_likelihood_of_positives_and_lowers_negatives(tiny):

@@ -10,10 +10,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rlino.cli import main
 from rlino.config import load_config
+from rlino.embedded import load_embedded
 from rlino.errors import RlinoError
-from rlino.models import build_embedded
 from rlino.objectives import METHODS
-from rlino.trainer import TIMING_KEYS, RlinoWarning, complete_checkpoints, train
+from rlino.run_folder import TIMING_KEYS, complete_checkpoints
+from rlino.trainer import RlinoWarning, train
 
 SMOKE = str(Path(__file__).parents[1] / "configs" / "smoke.toml")
 KEYS = {"step", "reward_mean", "reward_std", "accuracy", "frac_zero_std_groups", "truncated_frac", "length_mean",
@@ -51,7 +52,7 @@ def test_every_method_trains_and_saves_a_loadable_checkpoint(tmp_path, name, cap
     tok = AutoTokenizer.from_pretrained(final)
     assert tok.decode(tok("12 + 3 <answer>")["input_ids"]) == "12 + 3 <answer>"
     assert model.config.model_type == "qwen2"
-    init = build_embedded("tiny", seed=0)[0].state_dict()
+    init = load_embedded("embedded:tiny", seed=0)[0].state_dict()
     trained = model.state_dict()
     assert all(not torch.equal(trained[k], init[k]) for k in init if "norm" not in k)  # every matrix moved
     samples = [json.loads(s) for s in (out / "samples.jsonl").read_text().splitlines()]
@@ -168,7 +169,7 @@ def test_gradients_are_clipped_to_max_grad_norm(tmp_path, max_grad_norm):
     cfg = load_config(SMOKE, TOY + ["method.name=fisft_pos_neg", "train.steps=1", "eval.every=0",
                                     f"train.max_grad_norm={max_grad_norm}"])
     run = Run(cfg, tmp_path / "r")
-    metrics = run.train_step(1)
+    metrics = run.train_step(1).metrics
     g = torch.cat([run.optimizer.state[p]["exp_avg"].flatten() for p in run.model.parameters()]) / (1 - 0.9)
     assert metrics["grad_norm"] > 1e-2  # well above the clip, so clipping must act
     expected = max_grad_norm or metrics["grad_norm"]
@@ -185,9 +186,10 @@ def test_resume_drops_log_lines_written_after_the_last_checkpoint(tmp_path):
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    import rlino.step as step_module
     import rlino.trainer as trainer
 
-    real = trainer.token_logprobs
+    real = step_module.token_logprobs
     calls = {"n": 0}
 
     def poisoned(model, *args, **kwargs):
@@ -204,7 +206,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
         calls["n"] += 1
         return real_step(self, step)
 
-    monkeypatch.setattr(trainer, "token_logprobs", poisoned)
+    monkeypatch.setattr(step_module, "token_logprobs", poisoned)
     monkeypatch.setattr(trainer.Run, "train_step", counting)
     with pytest.raises(RlinoError, match=r"loss is nan at step 2 .*Last good checkpoint: .*step-000001"):
         train(SMOKE, ["train.steps=3", "train.save_every=1", "eval.every=0"], out=tmp_path / "n")
@@ -263,7 +265,7 @@ def test_local_model_folder_round_trip(tmp_path):
                                  "train.learning_rate=1e-12"], out=tmp_path / "b")
     a = AutoModelForCausalLM.from_pretrained(first).state_dict()
     b = AutoModelForCausalLM.from_pretrained(second).state_dict()
-    init = build_embedded("tiny", seed=0)[0].state_dict()
+    init = load_embedded("embedded:tiny", seed=0)[0].state_dict()
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-9)
     assert any((a[k] - init[k]).abs().max() > 1e-3 for k in a)
@@ -296,9 +298,11 @@ def test_bad_data_row_stops_before_training(tmp_path, capsys):
 
 @pytest.mark.parametrize("aggregation", ["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"])
 def test_logged_token_weights_are_the_analytic_ones(tmp_path, aggregation):
-    """weights.jsonl holds −∂loss/∂log π_t measured by autograd; with no ratio and no KL it is w_i · N · f(|o_i|)."""
-    from rlino.objectives import token_weights_for_length
-
+    """weights.jsonl holds −∂loss/∂log π_t measured by autograd; with no ratio and no KL it is w_i · N · f(|o_i|),
+    f written here by hand for each aggregation; each line names the aggregation and cap its step used."""
+    hand = {"seq-mean-token-mean": lambda L, n, tokens, cap: 1 / (n * L.double()),
+            "token-mean": lambda L, n, tokens, cap: torch.full(L.shape, 1 / tokens, dtype=torch.double),
+            "seq-mean-token-sum-norm": lambda L, n, tokens, cap: torch.full(L.shape, 1 / (n * cap), dtype=torch.double)}
     out = train(SMOKE, TOY + ["method.name=fisft_pos_neg", f"method.aggregation={aggregation}", "train.steps=2",
                               "eval.every=0"], out=tmp_path / "w")
     run = out.parents[1]
@@ -308,8 +312,9 @@ def test_logged_token_weights_are_the_analytic_ones(tmp_path, aggregation):
     for r in rows:
         lengths = torch.tensor(r["length"])
         assert r["num_tokens"] == int(lengths.sum()) and len(lengths) == r["num_responses"]
-        analytic = token_weights_for_length(lengths, aggregation, num_responses=r["num_responses"],
-                                            num_tokens=r["num_tokens"], max_new_tokens=max_new_tokens) * r["num_responses"]
+        assert (r["aggregation"], r["max_new_tokens"]) == (aggregation, max_new_tokens)
+        n = r["num_responses"]
+        analytic = (hand[aggregation](lengths, n, r["num_tokens"], max_new_tokens) * n).float()
         w = torch.tensor(r["response_weight"])
         assert torch.equal(w, torch.tensor([1.0 if c else -1.0 for c in r["correct"]]))
         torch.testing.assert_close(torch.tensor(r["token_weight"]), w * analytic, rtol=1e-5, atol=1e-7)
@@ -322,7 +327,7 @@ def test_gradient_checkpointing_and_autocast_settings(tmp_path):
             {"plain": [], "ckpt": ["train.gradient_checkpointing=true"], "off": ["model.autocast='off'"],
              "bf16": ["model.autocast='bf16'"]}.items()}
     w = {name: AutoModelForCausalLM.from_pretrained(folder).state_dict() for name, folder in runs.items()}
-    init = build_embedded("tiny", seed=0)[0].state_dict()
+    init = load_embedded("embedded:tiny", seed=0)[0].state_dict()
     for k in w["plain"]:
         assert torch.allclose(w["ckpt"][k], w["plain"][k], rtol=0, atol=1e-6), k
         assert torch.equal(w["off"][k], w["plain"][k]), k  # auto on CPU = no autocast
@@ -356,7 +361,7 @@ def test_lr_schedule_by_hand(schedule, after_warmup):
 
 def test_prompt_order_is_consecutive_slices_of_a_fresh_shuffle_per_pass():
     """Steps take consecutive slices of a seeded permutation; each pass over the split is a new permutation."""
-    from rlino.trainer import prompt_indices
+    from rlino.schedule import prompt_indices
 
     got = [i for step in range(1, 11) for i in prompt_indices(step, 3, 5, seed=4)]  # 30 draws = 6 passes of 5
     passes = [got[k:k + 5] for k in range(0, 30, 5)]
@@ -382,9 +387,9 @@ def test_each_epoch_on_a_batch_uses_only_its_own_gradient(tmp_path):
 
     sets = TOY + ["method.name=grpo_no_kl", "train.steps=1", "eval.every=0", "train.learning_rate=1e-30",
                   "train.max_grad_norm=0"]
-    one = Run(load_config(SMOKE, sets), tmp_path / "one").train_step(1)
+    one = Run(load_config(SMOKE, sets), tmp_path / "one").train_step(1).metrics
     run = Run(load_config(SMOKE, sets + ["method.epochs_per_batch=2"]), tmp_path / "two")
-    two = run.train_step(1)
+    two = run.train_step(1).metrics
     assert one["grad_norm"] > 0
     assert two["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-5)
     m = torch.cat([run.optimizer.state[p]["exp_avg"].flatten() for p in run.model.parameters()])

@@ -74,10 +74,9 @@ def _compare(args) -> None:
 
 
 def _eval(args) -> None:
-    import json
-
-    from rlino.config import load_config
+    from rlino.config import eval_max_new_tokens, load_config
     from rlino.evaluate import evaluate_k
+    from rlino.files import write_json
     from rlino.models import load_model
     from rlino.tasks import load_task
 
@@ -96,10 +95,10 @@ def _eval(args) -> None:
     model, tokenizer = load_model(cfg.model.name_or_path, dtype=cfg.model.dtype, device=cfg.model.device,
                                   seed=cfg.train.seed)
     result = evaluate_k(model, tokenizer, task, items, k=args.k, seed=cfg.train.seed, temperature=args.temperature,
-                        top_p=cfg.eval.top_p, max_new_tokens=cfg.eval.max_new_tokens or cfg.sampling.max_new_tokens,
+                        top_p=cfg.eval.top_p, max_new_tokens=eval_max_new_tokens(cfg),
                         batch_size=cfg.sampling.batch_size)
     result = {"model": args.model, "task": cfg.task.name, **result}
-    Path(args.json).write_text(json.dumps(result, indent=1))
+    write_json(args.json, result)
     print(_eval_table(result))
     print(f"written: {args.json}")
 
@@ -127,19 +126,18 @@ def _eval_table(r: dict) -> str:
 
 
 def _equivalence(args) -> None:
-    import tomllib
-
     from rlino.compare import load_compare_config
     from rlino.config import load_config
-    from rlino.equivalence import run_equivalence, to_markdown, write_json
+    from rlino.equivalence import run_equivalence, to_markdown
+    from rlino.files import read_toml, write_json
 
     if args.batches < 1:
         raise RlinoError(f"--batches must be >= 1, got {args.batches}")
     is_compare = args.config is None  # the default is the embedded comparison's shared settings
     if args.config is not None and Path(args.config).is_file():
         try:
-            is_compare = "compare" in tomllib.loads(Path(args.config).read_text())
-        except tomllib.TOMLDecodeError:
+            is_compare = "compare" in read_toml(args.config)
+        except RlinoError:
             pass  # load_config reports it
     if is_compare:
         cfg = load_compare_config(args.config, args.overrides)[1]
@@ -148,7 +146,7 @@ def _equivalence(args) -> None:
     result = run_equivalence(cfg, batches=args.batches)
     print(to_markdown(result))
     if args.json:
-        write_json(result, args.json)
+        write_json(args.json, result)
         print(f"written: {args.json}")
 
 
@@ -194,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             build_report(args.dir)
             print(f"report: {Path(args.dir) / 'report.html'} (and report.md, results.json)")
         elif args.command == "base":
-            from rlino.base_model import base_model_dir, recipe_with
+            from rlino.embedded.countdown_base import base_model_dir, recipe_with
 
             print(base_model_dir(seed=args.seed, recipe=recipe_with(args.overrides), rebuild=args.rebuild))
         elif args.command == "equivalence":

@@ -12,81 +12,32 @@ steps and the same held-out items evaluated at the same steps.
 
 from __future__ import annotations
 
-import json
 import shutil
-import tomllib
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
-from rlino.config import Config, apply_overrides, config_from_dict, config_to_dict, read_toml
+from rlino.arms import Arm, parse_arms
+from rlino.config import Config, apply_overrides, config_from_dict, eval_max_new_tokens
 from rlino.errors import RlinoError
-from rlino.objectives import METHODS
+from rlino.files import parse_toml, read_json, read_toml, write_json
+from rlino.run_folder import CompareFolder
 
 DEFAULT_CONFIG = "compare_default.toml"
 # The --quick profile: the same comparison, shorter (a first look in a few minutes).
 QUICK = ["train.steps=20", "eval.every=10"]
 
 
-@dataclass(frozen=True)
-class Arm:
-    name: str
-    method: str
-    overrides: tuple[str, ...] = ()
-
-    def config(self, shared: Config) -> Config:
-        data = config_to_dict(shared)
-        # the arm names the method row; shared [method] keys (e.g. --set method.neg_weight=0.5) apply to every arm,
-        # and the arm's own `set` entries come last
-        data["method"] = {**{k: v for k, v in data.get("method", {}).items() if k != "name"}, "name": self.method}
-        apply_overrides(data, list(self.overrides))
-        return config_from_dict(data, where=f"arm '{self.name}'")
-
-
-def parse_arms(raw: Any) -> list[Arm]:
-    """Arms from the config: a method name, or a table {name, method, set = ["method.key=value", ...]}."""
-    from rlino.config import _closest
-
-    if not isinstance(raw, list) or not raw:
-        raise RlinoError("compare.arms must be a non-empty list of method names or {name, method, set} tables")
-    arms = []
-    for i, entry in enumerate(raw):
-        if isinstance(entry, str):
-            entry = {"name": entry, "method": entry}
-        if not isinstance(entry, dict):
-            raise RlinoError(f"compare.arms[{i}]: expected a method name or a table, got {entry!r}")
-        unknown = set(entry) - {"name", "method", "set"}
-        if unknown:
-            raise RlinoError(f"compare.arms[{i}]: unknown key(s) {sorted(unknown)}; use name, method, set")
-        method = entry.get("method", entry.get("name"))
-        name = entry.get("name", method)
-        if method not in METHODS:
-            raise RlinoError(f"compare.arms[{i}]: unknown method '{method}'{_closest(str(method), list(METHODS))}; "
-                             f"valid: {', '.join(METHODS)}")
-        sets = entry.get("set", [])
-        if not isinstance(sets, list) or not all(isinstance(s, str) for s in sets):
-            raise RlinoError(f"compare.arms[{i}].set must be a list of 'section.key=value' strings")
-        if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
-            raise RlinoError(f"compare.arms[{i}]: name must be a plain folder name, got {name!r}")
-        arms.append(Arm(name, method, tuple(sets)))
-    names = [a.name for a in arms]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise RlinoError(f"compare.arms: duplicate arm name(s) {dupes}; give each arm a distinct name")
-    return arms
-
-
 def load_compare_config(path: str | Path | None, overrides: list[str], quick: bool = False
                         ) -> tuple[dict[str, Any], Config, list[Arm]]:
     """Read a compare config (the packaged default when `path` is None): raw dict, shared Config, arms."""
     if path is None:
-        data = tomllib.loads(resources.files("rlino").joinpath(DEFAULT_CONFIG).read_text())
         where = f"(default) {DEFAULT_CONFIG}"
+        data = parse_toml(resources.files("rlino").joinpath(DEFAULT_CONFIG).read_text(), where)
     else:
-        data, where = read_toml(path), str(path)
+        data, where = read_toml(path, missing="config file not found"), str(path)
     apply_overrides(data, (QUICK if quick else []) + list(overrides))
     compare = data.pop("compare", {})
     unknown = set(compare) - {"arms"}
@@ -97,9 +48,9 @@ def load_compare_config(path: str | Path | None, overrides: list[str], quick: bo
         raise RlinoError(f"{where}: method.name does not apply to a compare: each arm names its method in "
                          "compare.arms (a shared [method] table sets the other method keys for every arm)")
     shared = config_from_dict(data, where)
-    for arm in arms:  # every arm must be valid before anything runs
-        from rlino.trainer import validate
+    from rlino.trainer import validate
 
+    for arm in arms:  # every arm must be valid before anything runs
         validate(arm.config(shared))
     return {"compare": compare, **data}, shared, arms
 
@@ -116,65 +67,58 @@ def evaluate_base(shared: Config, out: Path) -> dict[str, Any]:
     model, tokenizer = load_model(c.model.name_or_path, dtype=c.model.dtype, device=c.model.device,
                                   seed=c.train.seed)
     kw = dict(seed=c.train.seed, top_p=c.eval.top_p, batch_size=c.sampling.batch_size,
-              max_new_tokens=c.eval.max_new_tokens or c.sampling.max_new_tokens)
+              max_new_tokens=eval_max_new_tokens(c))
     result = evaluate(model, tokenizer, task, items, temperature=c.eval.temperature, log_samples=c.eval.log_samples,
                       **kw)
     if c.eval.temperature > 0:
         result["eval/greedy_accuracy"] = evaluate(model, tokenizer, task, items, temperature=0.0, **kw)[
             "eval/accuracy"]
-    (out / "base").mkdir(parents=True, exist_ok=True)
-    (out / "base" / "eval.json").write_text(json.dumps(result, indent=1))
+    path = CompareFolder(out).base_eval
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, result)
     return result
-
-
-def _finished(run_dir: Path, steps: int) -> bool:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return False
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    return bool(lines) and json.loads(lines[-1])["step"] >= steps
 
 
 def compare(config_path: str | Path | None, overrides: list[str], out: str | Path, *, quick: bool = False,
             resume: bool = False, log=print) -> dict[str, Any]:
     """Run every arm and the base evaluation, then write the report; returns the results dict."""
     from rlino.report import build_report
-    from rlino.trainer import Run, complete_checkpoints
 
     raw, shared, arms = load_compare_config(config_path, overrides, quick)
-    out = Path(out)
-    if (out / "compare.toml").exists() and not resume:
-        raise RlinoError(f"{out} already holds a comparison: pass --resume to finish it, or choose another --out")
-    if resume and (out / "compare.toml").exists():
-        if tomllib.loads((out / "compare.toml").read_text()) != raw:
-            raise RlinoError(f"--resume {out}: the config differs from the one it was started with")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.toml").write_text(tomli_w.dumps(raw))
-
-    if not (out / "base" / "eval.json").is_file():
-        base = evaluate_base(shared, out)
-    else:
-        base = json.loads((out / "base" / "eval.json").read_text())
+    folder = CompareFolder(out)
+    if folder.config.exists() and not resume:
+        raise RlinoError(f"{folder.path} already holds a comparison: pass --resume to finish it, or choose another "
+                         "--out")
+    if resume and folder.config.exists() and read_toml(folder.config) != raw:
+        raise RlinoError(f"--resume {folder.path}: the config differs from the one it was started with")
+    folder.path.mkdir(parents=True, exist_ok=True)
+    folder.config.write_text(tomli_w.dumps(raw))
+    base = read_json(folder.base_eval) if folder.base_eval.is_file() else evaluate_base(shared, folder.path)
     log(f"base: held-out accuracy {100 * base['eval/accuracy']:.1f}% "
         f"[{100 * base['eval/accuracy_lo']:.1f}, {100 * base['eval/accuracy_hi']:.1f}]"
         + (f", greedy {100 * base['eval/greedy_accuracy']:.1f}%" if "eval/greedy_accuracy" in base else ""))
-
     for arm in arms:
-        run_dir = out / "runs" / arm.name
-        cfg = arm.config(shared)
-        if _finished(run_dir, cfg.train.steps):
-            log(f"{arm.name}: already finished, skipped")
-            continue
-        if complete_checkpoints(run_dir):
-            run = Run(cfg, run_dir, resume=True, label=arm.name)
-        else:
-            shutil.rmtree(run_dir, ignore_errors=True)  # an arm that never checkpointed starts over
-            run = Run(cfg, run_dir, label=arm.name)
-        run.fit()
-    results = build_report(out)
+        run_arm(folder, arm, arm.config(shared), log)
+    results = build_report(folder.path)
     for name, r in results["arms"].items():
         log(one_line_summary(name, r, results["base"]))
     return results
+
+
+def run_arm(folder: CompareFolder, arm: Arm, cfg: Config, log=print) -> None:
+    """Train one arm to its last step: skipped when finished, resumed from its last checkpoint, else from scratch."""
+    from rlino.trainer import Run
+
+    run_folder = folder.arm(arm.name)
+    if run_folder.finished(cfg.train.steps):
+        log(f"{arm.name}: already finished, skipped")
+        return
+    if run_folder.complete_checkpoints():
+        run = Run(cfg, run_folder.path, resume=True, label=arm.name)
+    else:
+        shutil.rmtree(run_folder.path, ignore_errors=True)  # an arm that never checkpointed starts over
+        run = Run(cfg, run_folder.path, label=arm.name)
+    run.fit()
 
 
 def one_line_summary(name: str, arm: dict[str, Any], base: dict[str, Any]) -> str:

@@ -9,9 +9,7 @@ that name the key, the expected type and the closest valid key.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +17,9 @@ from typing import Any
 
 import tomli_w
 
-from rlino.errors import RlinoError
-
+from rlino.errors import RlinoError, did_you_mean
+from rlino.files import read_toml
+from rlino.typed import Mismatch, coerce, type_name
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 """The attention and MLP projections of Qwen2/Llama-style models: the default `model.lora.target_modules`."""
@@ -177,49 +176,13 @@ def _is_section(expected: Any) -> bool:
     return isinstance(expected, type) and dataclasses.is_dataclass(expected)
 
 
-def _closest(word: str, choices: list[str]) -> str:
-    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
-    return f" (did you mean '{match[0]}'?)" if match else ""
-
-
 def _check_type(key: str, value: Any, expected: Any) -> Any:
     """Return `value` converted to `expected` where that is lossless (int -> float), else raise RlinoError."""
-    origin = typing.get_origin(expected)
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(expected):
-            try:
-                return _check_type(key, value, option)
-            except RlinoError:
-                pass
-        raise RlinoError(f"config key '{key}' expects {expected}, got {type(value).__name__} {value!r}")
-    if origin is dict or expected is dict:
-        if isinstance(value, dict):
-            return dict(value)
-    elif origin is list:
-        if isinstance(value, list):
-            (item_type,) = typing.get_args(expected) or (Any,)
-            if item_type is Any:
-                return list(value)
-            try:
-                return [_check_type(f"{key}[{i}]", v, item_type) for i, v in enumerate(value)]
-            except RlinoError:
-                pass
-    elif expected is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif expected is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif expected is bool:
-        if isinstance(value, bool):
-            return value
-    elif expected is str:
-        if isinstance(value, str):
-            return value
-    elif isinstance(value, expected):
-        return value
-    name = getattr(expected, "__name__", str(expected))
-    raise RlinoError(f"config key '{key}' expects {name}, got {type(value).__name__} {value!r}")
+    try:
+        return coerce(value, expected)
+    except Mismatch:
+        raise RlinoError(f"config key '{key}' expects {type_name(expected)}, got {type(value).__name__} "
+                         f"{value!r}") from None
 
 
 def _fill(target: Any, values: Any, prefix: str, where: str) -> None:
@@ -231,7 +194,7 @@ def _fill(target: Any, values: Any, prefix: str, where: str) -> None:
         full = f"{prefix}.{key}"
         if key not in hints:
             valid = [f"{prefix}.{k}" for k in hints]
-            raise RlinoError(f"{where}: unknown config key '{full}'{_closest(full, valid)}")
+            raise RlinoError(f"{where}: unknown config key '{full}'{did_you_mean(full, valid)}")
         if _is_section(hints[key]):
             _fill(getattr(target, key), value, full, where)
         else:
@@ -244,7 +207,7 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> Config:
     cfg = Config()
     for section, values in data.items():
         if section not in types_:
-            raise RlinoError(f"{where}: unknown config section '{section}'{_closest(section, list(types_))}")
+            raise RlinoError(f"{where}: unknown config section '{section}'{did_you_mean(section, types_)}")
         _fill(getattr(cfg, section), values, section, where)
     return cfg
 
@@ -275,23 +238,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """A TOML file as nested dicts; a missing file or bad TOML is an error naming the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise RlinoError(f"config file not found: {p}")
-    try:
-        return tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise RlinoError(f"{p}: not valid TOML: {e}") from None
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read a TOML config (or start from the defaults when `path` is None) and apply `--set` overrides."""
     data: dict[str, Any] = {}
     where = "config"
     if path is not None:
-        data, where = read_toml(path), str(path)
+        data, where = read_toml(path, missing="config file not found"), str(path)
     apply_overrides(data, overrides or [])
     return config_from_dict(data, where)
 
@@ -309,3 +261,63 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(tomli_w.dumps(config_to_dict(cfg)))
+
+
+# ---- checks that need nothing but the config (the trainer adds the method row's) ---------------------------------
+
+AUTOCAST_MODES = ("auto", "bf16", "off")
+LR_SCHEDULES = ("constant", "linear", "cosine")
+ALL_LINEAR = "all-linear"
+
+
+def eval_max_new_tokens(cfg: Config) -> int:
+    """The response cap of held-out evaluation: eval.max_new_tokens, or sampling.max_new_tokens when it is 0."""
+    return cfg.eval.max_new_tokens or cfg.sampling.max_new_tokens
+
+
+def check_autocast(mode: str) -> None:
+    if mode not in AUTOCAST_MODES:
+        raise RlinoError(f"model.autocast must be one of {', '.join(AUTOCAST_MODES)}, got '{mode}'")
+
+
+def check_lora(cfg: LoraConfig) -> None:
+    """Check the `[model.lora]` settings (without importing PEFT)."""
+    if cfg.rank < 0:
+        raise RlinoError(f"model.lora.rank must be >= 0 (0 = no LoRA), got {cfg.rank}")
+    if cfg.alpha is not None and cfg.alpha <= 0:
+        raise RlinoError(f"model.lora.alpha must be > 0 (or unset: 2 × rank), got {cfg.alpha}")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise RlinoError(f"model.lora.dropout must be in [0, 1), got {cfg.dropout}")
+    targets = cfg.target_modules
+    if isinstance(targets, str):
+        if targets != ALL_LINEAR:
+            raise RlinoError(f"model.lora.target_modules must be a list of module names or '{ALL_LINEAR}', "
+                             f"got '{targets}'")
+    elif not targets or not all(t.strip() for t in targets):
+        raise RlinoError(f"model.lora.target_modules must name at least one module, got {targets!r}")
+
+
+def check_config(cfg: Config) -> None:
+    """Every range and choice of the run settings that can be checked before anything is loaded."""
+    t, s, e = cfg.train, cfg.sampling, cfg.eval
+    for key, value in (("train.steps", t.steps), ("train.prompts_per_step", t.prompts_per_step),
+                       ("train.group_size", t.group_size), ("train.micro_batch_size", t.micro_batch_size),
+                       ("sampling.max_new_tokens", s.max_new_tokens), ("sampling.batch_size", s.batch_size)):
+        if value < 1:
+            raise RlinoError(f"{key} must be >= 1, got {value}")
+    for key, value in (("train.save_every", t.save_every), ("train.warmup_steps", t.warmup_steps),
+                       ("eval.every", e.every), ("eval.num_items", e.num_items), ("eval.max_new_tokens",
+                       e.max_new_tokens), ("train.keep_checkpoints", t.keep_checkpoints)):
+        if value < 0:
+            raise RlinoError(f"{key} must be >= 0, got {value}")
+    if t.learning_rate <= 0:
+        raise RlinoError(f"train.learning_rate must be > 0, got {t.learning_rate}")
+    if t.lr_schedule not in LR_SCHEDULES:
+        raise RlinoError(f"train.lr_schedule must be constant, linear or cosine, got '{t.lr_schedule}'")
+    if s.temperature <= 0:
+        raise RlinoError(f"sampling.temperature must be > 0 for training (0 would sample G identical responses), "
+                         f"got {s.temperature}")
+    if not 0 < s.top_p <= 1 or not 0 < e.top_p <= 1:
+        raise RlinoError("sampling.top_p and eval.top_p must be in (0, 1]")
+    check_autocast(cfg.model.autocast)
+    check_lora(cfg.model.lora)

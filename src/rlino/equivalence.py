@@ -18,17 +18,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
-import math
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from rlino.config import Config
-from rlino.evaluate import score_all
 from rlino.errors import RlinoError
-from rlino.objectives import AGGREGATIONS, METHODS, Method, response_weights, token_loss
+from rlino.evaluate import score_all
+from rlino.objectives import AGGREGATIONS, METHODS, Method, response_weights, token_loss, zero_variance_groups
 from rlino.rollout import Rollout, sample, token_logprobs
 
 INNER_STEPS = (1, 2, 4)
@@ -101,8 +98,8 @@ def batch_checks(model, rollout: Rollout, rewards: torch.Tensor, cfg: Config) ->
 def run_equivalence(cfg: Config, *, batches: int = 3) -> dict[str, Any]:
     """Sample `batches` batches (train prompts of steps 1..batches) and run every check; aggregate per check."""
     from rlino.models import load_model
+    from rlino.schedule import prompt_indices
     from rlino.tasks import load_task
-    from rlino.trainer import prompt_indices
 
     task = load_task(cfg.task.name, **cfg.task.options)
     items = task.items("train")
@@ -119,8 +116,7 @@ def run_equivalence(cfg: Config, *, batches: int = 3) -> dict[str, Any]:
                          step=step, temperature=cfg.sampling.temperature, top_p=cfg.sampling.top_p,
                          max_new_tokens=cfg.sampling.max_new_tokens, batch_size=cfg.sampling.batch_size)
         rewards = score_all(task, rollout.texts, rows)
-        groups = rewards.view(-1, G)
-        if bool((groups.max(dim=1).values == groups.min(dim=1).values).all()):
+        if bool(zero_variance_groups(rewards, G).all()):
             continue  # every advantage is 0: both gradients vanish and the batch tells nothing
         model.train()
         per_batch.append({"step": step, "reward_mean": float(rewards.mean()), "checks": batch_checks(
@@ -143,31 +139,20 @@ def run_equivalence(cfg: Config, *, batches: int = 3) -> dict[str, Any]:
             "per_batch": per_batch}
 
 
-CONDITIONS = """Equality is expected only for `fisft_adv` vs `grpo_no_kl` on the first update of a freshly sampled batch:
-β = 0, ratio π/π_old = 1 (so the clip is inactive and ∇ρ = ∇log π), binary outcome rewards, and F-ISFT weights equal
-to GRPO's group advantages (zero-variance groups get weight 0 in both). Every other row measures a difference."""
+CONDITIONS = ("Equality is expected only for `fisft_adv` vs `grpo_no_kl` on the first update of a freshly sampled "
+              "batch:\nβ = 0, ratio π/π_old = 1 (so the clip is inactive and ∇ρ = ∇log π), binary outcome rewards, "
+              "and F-ISFT weights equal\nto GRPO's group advantages (zero-variance groups get weight 0 in both). "
+              "Every other row measures a difference.")
 
 
 def to_markdown(result: dict[str, Any]) -> str:
     lines = [f"Gradient comparison on {result['batches']} sampled batches of {result['responses_per_batch']} "
              f"responses ({result['model']}, {result['task']}).", "", CONDITIONS, "",
-             "| pair | condition | rel. L2 diff (mean, max) | cosine | expected | agrees |", "|---|---|---|---|---|---|"]
+             "| pair | condition | rel. L2 diff (mean, max) | cosine | expected | agrees |",
+             "|---|---|---|---|---|---|"]
     for r in result["summary"]:
         expected = f"equal (≤ {result['tolerance']:g})" if r["expected_equal"] else "different"
         agrees = ("yes" if r["agrees"] else "NO") if "agrees" in r else "—"
         lines.append(f"| {r['pair']} | {r['condition']} | {r['rel_diff_mean']:.2e}, {r['rel_diff_max']:.2e} | "
                      f"{r['cosine_mean']:.6f} | {expected} | {agrees} |")
     return "\n".join(lines)
-
-
-def write_json(result: dict[str, Any], path: str | Path) -> None:
-    def clean(x):
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return [clean(v) for v in x]
-        return x
-
-    Path(path).write_text(json.dumps(clean(result), indent=1))

@@ -26,36 +26,18 @@ from typing import Any
 
 import torch
 
-from rlino.config import LoraConfig
+from rlino.config import LoraConfig, check_lora
 from rlino.errors import RlinoError
 
 ADAPTER_DIR = "adapter"
 """Subfolder of a checkpoint holding the PEFT adapter (adapter_config.json, adapter_model.safetensors)."""
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_NAME = "default"
-ALL_LINEAR = "all-linear"
 
 
 def lora_alpha(cfg: LoraConfig) -> float:
     """The configured alpha, or 2 × rank when unset."""
     return float(cfg.alpha) if cfg.alpha is not None else 2.0 * cfg.rank
-
-
-def validate_lora(cfg: LoraConfig) -> None:
-    """Check the `[model.lora]` settings without importing PEFT."""
-    if cfg.rank < 0:
-        raise RlinoError(f"model.lora.rank must be >= 0 (0 = no LoRA), got {cfg.rank}")
-    if cfg.alpha is not None and cfg.alpha <= 0:
-        raise RlinoError(f"model.lora.alpha must be > 0 (or unset: 2 × rank), got {cfg.alpha}")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise RlinoError(f"model.lora.dropout must be in [0, 1), got {cfg.dropout}")
-    targets = cfg.target_modules
-    if isinstance(targets, str):
-        if targets != ALL_LINEAR:
-            raise RlinoError(f"model.lora.target_modules must be a list of module names or '{ALL_LINEAR}', "
-                             f"got '{targets}'")
-    elif not targets or not all(t.strip() for t in targets):
-        raise RlinoError(f"model.lora.target_modules must name at least one module, got {targets!r}")
 
 
 def _peft():
@@ -163,7 +145,7 @@ def attach_lora(model: torch.nn.Module, cfg: LoraConfig, *, seed: int = 0,
     The adapters' random initialisation (A; B starts at 0) is seeded by `seed` and leaves the global RNG as it was.
     Every base parameter is frozen; only the adapters require gradients.
     """
-    validate_lora(cfg)
+    check_lora(cfg)
     if cfg.rank == 0:
         return None
     peft = _peft()

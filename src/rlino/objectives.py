@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rlino.errors import RlinoError
+from rlino.errors import RlinoError, did_you_mean
 
 WEIGHTS = ("group-norm", "group-center", "pos-neg", "pos", "neg")
 AGGREGATIONS = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm")
@@ -62,11 +62,12 @@ METHODS: dict[str, Method] = {
 
 
 def resolve_method(cfg) -> Method:
-    """Turn a `MethodConfig` (a row name plus optional overrides) into a concrete `Method`."""
-    from rlino.config import _closest
+    """Turn a `MethodConfig` (a row name plus optional overrides) into a concrete `Method`.
 
+    `cfg` is read by attribute (name, weights, aggregation, clip, clip_eps, clip_eps_high, beta, epochs_per_batch,
+    neg_weight, std, adv_eps), so this module needs nothing of the config module."""
     if cfg.name not in METHODS:
-        raise RlinoError(f"unknown method '{cfg.name}'{_closest(cfg.name, list(METHODS))}; "
+        raise RlinoError(f"unknown method '{cfg.name}'{did_you_mean(cfg.name, METHODS)}; "
                          f"valid: {', '.join(METHODS)}")
     row = METHODS[cfg.name]
     changes = {k: getattr(cfg, k) for k in ("weights", "aggregation", "clip", "clip_eps", "beta")
@@ -83,13 +84,11 @@ def resolve_method(cfg) -> Method:
 
 
 def _validate(m: Method) -> None:
-    from rlino.config import _closest
-
     if m.weights not in WEIGHTS:
-        raise RlinoError(f"method.weights: unknown '{m.weights}'{_closest(m.weights, list(WEIGHTS))}; "
+        raise RlinoError(f"method.weights: unknown '{m.weights}'{did_you_mean(m.weights, WEIGHTS)}; "
                          f"valid: {', '.join(WEIGHTS)}")
     if m.aggregation not in AGGREGATIONS:
-        raise RlinoError(f"method.aggregation: unknown '{m.aggregation}'{_closest(m.aggregation, list(AGGREGATIONS))}"
+        raise RlinoError(f"method.aggregation: unknown '{m.aggregation}'{did_you_mean(m.aggregation, AGGREGATIONS)}"
                          f"; valid: {', '.join(AGGREGATIONS)}")
     if m.std not in ("sample", "population"):
         raise RlinoError(f"method.std must be 'sample' or 'population', got '{m.std}'")
@@ -104,6 +103,12 @@ def is_correct(rewards: torch.Tensor) -> torch.Tensor:
     return rewards >= 1.0 - 1e-6
 
 
+def zero_variance_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """[B / G] True for each group whose responses all got the same reward (every group-relative weight is 0)."""
+    groups = rewards.view(-1, group_size)
+    return groups.max(dim=1).values == groups.min(dim=1).values
+
+
 def response_weights(rewards: torch.Tensor, group_size: int, method: Method) -> torch.Tensor:
     """Per-response weight w_i [B] from rewards [B] laid out as consecutive groups of `group_size`.
 
@@ -116,7 +121,8 @@ def response_weights(rewards: torch.Tensor, group_size: int, method: Method) -> 
     r = rewards.float()
     if method.weights in GROUP_WEIGHTS:
         if group_size < 2 or r.numel() % group_size:
-            raise RlinoError(f"method '{method.name}' needs groups: got {r.numel()} rewards for group_size {group_size}")
+            raise RlinoError(f"method '{method.name}' needs groups: got {r.numel()} rewards for group_size "
+                             f"{group_size}")
         g = r.view(-1, group_size)
         centred = g - g.mean(dim=1, keepdim=True)
         if method.weights == "group-center":
@@ -161,14 +167,17 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str, *, num_res
 
 def token_weights_for_length(lengths: torch.Tensor, mode: str, *, num_responses: int, num_tokens: float,
                              max_new_tokens: int) -> torch.Tensor:
-    """The weight each token of a response of the given length gets under an aggregation (per unit of w_i)."""
-    if mode == "seq-mean-token-mean":
-        return 1.0 / (num_responses * lengths.float().clamp(min=1))
-    if mode == "token-mean":
-        return torch.full_like(lengths, 1.0 / num_tokens, dtype=torch.float)
-    if mode == "seq-mean-token-sum-norm":
-        return torch.full_like(lengths, 1.0 / (num_responses * max_new_tokens), dtype=torch.float)
-    raise RlinoError(f"unknown aggregation '{mode}'")
+    """The weight each token of a response of the given length gets under an aggregation (per unit of w_i).
+
+    Read off `aggregate` itself (∂ aggregate / ∂ ℓ_it by autograd on responses of these lengths), so each
+    aggregation is defined once, by its reduction.
+    """
+    lengths = lengths.long().clamp(min=1)
+    mask = torch.arange(int(lengths.max()) if lengths.numel() else 1).unsqueeze(0) < lengths.unsqueeze(1)
+    per_token = torch.zeros(mask.shape, dtype=torch.float64, requires_grad=True)
+    aggregate(per_token, mask, mode, num_responses=num_responses, num_tokens=num_tokens,
+              max_new_tokens=max_new_tokens).backward()
+    return per_token.grad[:, 0].float()
 
 
 @dataclass
@@ -179,6 +188,10 @@ class LossOutput:
     """Mean k3 KL estimate over the batch's tokens (detached), when a reference was given."""
     clip_frac: torch.Tensor | None
     """Fraction of tokens whose gradient the clip removed (detached), when the ratio is clipped."""
+    clip_frac_low: torch.Tensor | None = None
+    """Of those, the fraction clipped below (ρ < 1 − ε_low: negative weights)."""
+    clip_frac_high: torch.Tensor | None = None
+    """Of those, the fraction clipped above (ρ > 1 + ε_high: positive weights; DAPO's clip-higher acts here)."""
 
 
 def token_loss(logp: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor, method: Method, *,
@@ -195,7 +208,7 @@ def token_loss(logp: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor, me
     clipped loss has the same gradient as the weighted log-likelihood).
     """
     w = weights.to(logp.dtype).unsqueeze(1)
-    clip_frac = None
+    clip_frac = clip_low = clip_high = None
     if method.clip:
         old = logp.detach() if old_logp is None else old_logp
         ratio = torch.exp(logp - old)
@@ -204,7 +217,10 @@ def token_loss(logp: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor, me
         # a token is clipped when the clipped term is the smaller one and differs from the unclipped one
         was_clipped = (clipped * w < ratio * w) & (clipped != ratio)
         m = mask.bool()
-        clip_frac = (was_clipped & m).sum().float().detach() / m.sum().clamp(min=1)
+        n = m.sum().clamp(min=1)
+        clip_frac = (was_clipped & m).sum().float().detach() / n
+        clip_low = (was_clipped & m & (ratio < 1)).sum().float().detach() / n
+        clip_high = (was_clipped & m & (ratio > 1)).sum().float().detach() / n
     else:
         per_token = -w * logp
     kl = None
@@ -215,7 +231,7 @@ def token_loss(logp: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor, me
         kl = ((kl_tok * mask).sum() / mask.sum().clamp(min=1)).detach()
     loss = aggregate(per_token, mask, method.aggregation, num_responses=num_responses, num_tokens=num_tokens,
                      max_new_tokens=max_new_tokens)
-    return LossOutput(loss, kl, clip_frac)
+    return LossOutput(loss, kl, clip_frac, clip_low, clip_high)
 
 
 def objective(logp: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor, group_size: int, method: Method, *,

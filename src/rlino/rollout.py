@@ -63,6 +63,23 @@ def choose_tokens(logits: torch.Tensor, keys: torch.Tensor, position: int, tempe
 
 
 @dataclass
+class MicroBatch:
+    """Some rows of a rollout, cut to the padding they need: what one forward/backward pass sees."""
+
+    rows: torch.Tensor
+    """[b] indices of these rows in the rollout (and in its rewards and weights)."""
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    completion_ids: torch.Tensor
+    completion_mask: torch.Tensor
+
+    @property
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(prompt_ids, prompt_mask, completion_ids, completion_mask), in `token_logprobs`' order."""
+        return self.prompt_ids, self.prompt_mask, self.completion_ids, self.completion_mask
+
+
+@dataclass
 class Rollout:
     prompt_ids: torch.Tensor
     """[B, P] left-padded prompt tokens."""
@@ -81,19 +98,22 @@ class Rollout:
     def lengths(self) -> torch.Tensor:
         return self.completion_mask.sum(dim=1)
 
-    def micro_batches(self, size: int):
-        """Yield (row indices, (prompt_ids, prompt_mask, completion_ids, completion_mask)) of at most `size` rows.
+    def micro_batches(self, size: int) -> list[MicroBatch]:
+        """The rows in micro-batches of at most `size`.
 
         Rows are grouped by response length and each micro-batch is cut to the padding its own rows need, so little
         compute goes to padding. This never changes the update: losses use whole-step normalisers.
         """
         order = torch.argsort(self.lengths, stable=True).to(self.completion_ids.device)
+        out = []
         for start in range(0, len(order), size):
             idx = order[start:start + size]
             pm, cm = self.prompt_mask[idx], self.completion_mask[idx]
             first = int((pm.sum(dim=0) > 0).long().argmax())
             last = max(int(cm.sum(dim=1).max()), 1)
-            yield idx, (self.prompt_ids[idx, first:], pm[:, first:], self.completion_ids[idx, :last], cm[:, :last])
+            out.append(MicroBatch(idx, self.prompt_ids[idx, first:], pm[:, first:], self.completion_ids[idx, :last],
+                                  cm[:, :last]))
+        return out
 
 
 def _eos_ids(model, tokenizer) -> list[int]:

@@ -7,14 +7,13 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from rlino.errors import RlinoError
+from rlino.errors import RlinoError, closest
 from rlino.tasks.countdown import CountdownItem, CountdownOptions, CountdownTask, countdown
 from rlino.tasks.gsm8k import Gsm8kItem, Gsm8kOptions, Gsm8kTask, gsm8k
 
@@ -64,8 +63,8 @@ def load_task(name: str, **options: object) -> Task:
     if ":" in name:
         return _load_custom(name, options)
     if name not in TASKS:
-        close = difflib.get_close_matches(name, list(TASKS), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        close = closest(name, TASKS)
+        hint = f"did you mean {close!r}? " if close else ""
         raise RlinoError(
             f"unknown task {name!r}; {hint}valid tasks: {', '.join(sorted(TASKS))}, "
             "or a custom 'package.module:factory'"

@@ -1,0 +1,221 @@
+"""The report's content as a list of blocks, written once for both renderers (`render.py`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rlino.report.read import ArmRun, Compare
+from rlino.report.values import DASH, acc_ci, fmt, pct, trend
+
+PLOTS = ("accuracy", "length", "reward")
+SAMPLE_ITEMS = 3
+SAMPLE_CHARS = 4000  # longer responses are cut in the report (not in the run files) to keep it readable
+
+
+@dataclass
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass
+class Para:
+    text: str
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Image:
+    path: str
+    alt: str
+
+
+@dataclass
+class Code:
+    text: str
+
+
+Block = Heading | Para | Bullets | Table | Image | Code
+
+
+# ---- results and length study ----------------------------------------------------------------------------------------
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return DASH
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _comparison_table(results: dict[str, Any]) -> Table:
+    header = ["", "method", "held-out accuracy % [95% CI]", "Δ vs base (points)", "mean length correct (tokens)",
+              "mean length wrong (tokens)", "steps", "wall time"]
+    base = results["base"]
+    rows = [["Base", DASH, acc_ci(base).replace("%", ""), DASH, fmt(base["length_correct_mean"], ".1f"),
+             fmt(base["length_wrong_mean"], ".1f"), "0", DASH]]
+    for name, arm in results["arms"].items():
+        rows.append([name, arm["method"] or DASH, acc_ci(arm).replace("%", ""), fmt(arm["delta_vs_base"], "+.1f"),
+                     fmt(arm["length_correct_mean"], ".1f"), fmt(arm["length_wrong_mean"], ".1f"),
+                     fmt(arm["steps"]), _fmt_duration(arm["wall_time_s"])])
+    return Table(header, rows)
+
+
+def _slope_cell(slope: dict[str, Any] | None) -> str:
+    if slope is None:
+        return DASH
+    return f"{slope['per_100_steps']:+.1f} [{slope['lo']:+.1f}, {slope['hi']:+.1f}] {trend(slope)}"
+
+
+def _weight_cell(summary: dict[str, Any] | None, label: str) -> str:
+    part = (summary or {}).get(label)
+    if not part:
+        return DASH
+    ratio = "" if part["long_over_short"] is None else f" (×{part['long_over_short']:.2f})"
+    return (f"{part['short_weight']:+.3g} at {part['short_length']:.0f} tok → {part['long_weight']:+.3g} at "
+            f"{part['long_length']:.0f} tok{ratio}")
+
+
+def _length_blocks(results: dict[str, Any]) -> list[Block]:
+    """Slopes of correct and wrong length per arm, measured per-token weights, and the generated verdicts."""
+    rows = [[name, arm["method"] or DASH, arm.get("aggregation") or DASH, _slope_cell(arm["length_wrong_slope"]),
+             _slope_cell(arm["length_correct_slope"]), _weight_cell(arm.get("token_weight"), "wrong"),
+             _weight_cell(arm.get("token_weight"), "correct")]
+            for name, arm in results["arms"].items() if arm["steps"] is not None]
+    blocks: list[Block] = [
+        Heading(2, "Response length and per-token weights"),
+        Table(["arm", "method", "aggregation", "wrong-length slope [95% CI]", "correct-length slope [95% CI]",
+               "per-token weight × N, wrong: shortest → longest quarter", "same, correct"], rows),
+        Para("Slopes are in tokens per 100 training steps. Per-token weights are measured on the training steps "
+             "(−∂loss/∂log π_t from autograd, averaged over a response's tokens, times the step's number of responses "
+             "N), pooled over the run: under seq-mean-token-mean a longer response gets less weight per token, under "
+             "the other two aggregations the same."),
+        Image("plots/token_weights.png", "per-token weight vs response length"),
+    ]
+    if results.get("length_verdicts"):
+        blocks += [Heading(3, "Does the aggregation cause the length growth?"), Bullets(results["length_verdicts"])]
+    return blocks
+
+
+# ---- what was run ----------------------------------------------------------------------------------------------------
+
+def _setting(arms: list[ArmRun], section: str, key: str) -> str:
+    """A config value shared by the arms, or each value with the arms that used it."""
+    by_value: dict[str, list[str]] = {}
+    for arm in arms:
+        value = arm.config.get(section, {}).get(key)
+        by_value.setdefault("?" if value is None else str(value), []).append(arm.name)
+    if len(by_value) == 1:
+        return next(iter(by_value))
+    return ", ".join(f"{value} ({', '.join(names)})" for value, names in by_value.items())
+
+
+def _what_was_run(compare: Compare, results: dict[str, Any]) -> str:
+    started = [arm for arm in compare.arms if arm.started]
+
+    def s(section: str, key: str) -> str:
+        return _setting(started, section, key)
+
+    every = s("eval", "every")
+    when = "only for the base model (eval.every = 0)" if every == "0" else f"every {every} steps and at the last step"
+    descriptions = [f"{name} (method {arm['method'] or '?'}, aggregation {arm['aggregation'] or '?'})"
+                    for name, arm in results["arms"].items()]
+    return (f"Each arm trained {s('model', 'name_or_path')} on the {s('task', 'name')} task for "
+            f"{s('train', 'steps')} steps of {s('train', 'prompts_per_step')} prompts × {s('train', 'group_size')} "
+            f"sampled responses (learning rate {s('train', 'learning_rate')}, sampling temperature "
+            f"{s('sampling', 'temperature')}, at most {s('sampling', 'max_new_tokens')} new tokens). Held-out "
+            f"accuracy is measured on {results['base']['num_items'] or '?'} test items (eval temperature "
+            f"{s('eval', 'temperature')}; 0 is greedy) {when}; the base model is step 0. "
+            f"Arms: {'; '.join(descriptions)}.")
+
+
+def _greedy_note(base: dict[str, Any]) -> str:
+    greedy = base.get("greedy_accuracy")
+    return "" if greedy is None else f" The base model's accuracy with greedy decoding is {pct(greedy)}%."
+
+
+# ---- sample responses ------------------------------------------------------------------------------------------------
+
+def _clip(text: str) -> str:
+    if len(text) <= SAMPLE_CHARS:
+        return text
+    return text[:SAMPLE_CHARS] + f"\n… [cut here: {len(text) - SAMPLE_CHARS} more characters]"
+
+
+def _sample_caption(label: str, sample: dict[str, Any] | None) -> str:
+    if sample is None:
+        return f"{label}: no sample logged for this item."
+    return f"{label}: reward {fmt(sample.get('reward'))}, {fmt(sample.get('length'))} tokens"
+
+
+def _item_blocks(arm: ArmRun, uid: Any, before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[Block]:
+    """One item of an arm: its prompt, the base model's response (before) and the arm's (after)."""
+    prompt = (before or after or {}).get("prompt", "")
+    blocks: list[Block] = [Heading(4, f"item {uid}"), Para("prompt"), Code(_clip(str(prompt))),
+                           Para(_sample_caption("before (base model)", before))]
+    if before is not None:
+        blocks.append(Code(_clip(str(before.get("response", "")))))
+    blocks.append(Para(_sample_caption(f"after ({arm.name}, step {arm.samples[0]['step']})", after)))
+    if after is not None:
+        blocks.append(Code(_clip(str(after.get("response", "")))))
+    return blocks
+
+
+def _sample_blocks(compare: Compare) -> list[Block]:
+    """Per arm, the first sampled items: prompt, base response (before), last-evaluation response (after)."""
+    base_samples = [s for s in compare.base.get("samples") or [] if isinstance(s, dict)]
+    uids = list(dict.fromkeys(s.get("uid") for s in base_samples))[:SAMPLE_ITEMS]
+    by_uid = {s.get("uid"): s for s in base_samples}
+    blocks: list[Block] = []
+    for arm in compare.arms:
+        blocks.append(Heading(3, arm.name))
+        after_by_uid = {s.get("uid"): s for s in arm.samples}
+        if not arm.samples:
+            blocks.append(Para("No held-out responses logged yet (eval_samples.jsonl is missing or empty)."))
+            continue
+        for uid in uids or list(after_by_uid)[:SAMPLE_ITEMS]:
+            blocks += _item_blocks(arm, uid, by_uid.get(uid), after_by_uid.get(uid))
+    return blocks
+
+
+# ---- the whole report ------------------------------------------------------------------------------------------------
+
+def report_blocks(compare: Compare, results: dict[str, Any]) -> list[Block]:
+    """The report's content, once, for both renderers."""
+    config_block: Block = (Code(compare.compare_text) if compare.compare_text is not None
+                           else Para("compare.toml was not found; each run folder's config.toml is the record."))
+    return [
+        Heading(1, f"rlino comparison: {compare.folder.resolve().name}"),
+        Para(_what_was_run(compare, results)),
+        Heading(2, "Results"),
+        _comparison_table(results),
+        Para("Accuracy is on the held-out items with a Wilson 95% interval; lengths are mean response lengths in "
+             f"tokens at the final evaluation; Δ is in percentage points.{_greedy_note(results['base'])}"),
+        Heading(2, "Plots"),
+        *[Image(f"plots/{name}.png", name) for name in PLOTS],
+        Heading(2, "Summary"),
+        Bullets(results["summary"]),
+        Para("Intervals that overlap do not show that two arms are equal, only that this evaluation does not tell "
+             "them apart. Length trends are least-squares slopes over the training steps; their intervals treat the "
+             "steps as independent, so they are narrower than they should be for slowly drifting series."),
+        *_length_blocks(results),
+        Heading(2, "The config used"),
+        config_block,
+        Heading(2, "Sample responses"),
+        *_sample_blocks(compare),
+    ]

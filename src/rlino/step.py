@@ -1,0 +1,267 @@
+"""One training step in four phases; the math of each lives in `rollout` and `objectives`, this is the plumbing.
+
+    batch   = sample_groups(...)   G responses for each of the step's prompts           (rollout.sample)
+    scored  = score(...)           the verifier's rewards, the method's weights w_i     (objectives.response_weights)
+    stats   = update(...)          epochs_per_batch optimizer steps, each summing the loss over micro-batches with
+                                   the whole step's normalisers                         (objectives.token_loss)
+    result  = records(...)         the metrics line, the logged samples, the per-response weights line
+
+Under data parallel each rank samples and trains on its share of the prompts; sums that normalise the loss or make
+a metric are taken over all ranks, so the step is the one a single process would take.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from rlino.config import Config
+from rlino.distributed import World
+from rlino.errors import RlinoError
+from rlino.evaluate import length_stats, score_all
+from rlino.objectives import Method, is_correct, response_weights, token_loss, zero_variance_groups
+from rlino.rollout import MicroBatch, Rollout, sample, token_logprobs
+from rlino.run_folder import SAMPLES, WEIGHTS
+from rlino.schedule import prompt_indices
+
+SUMS = ("loss", "entropy", "kl", "clip", "clip_low", "clip_high", "clip_n")
+"""The step's running sums (added over micro-batches, then over ranks)."""
+
+
+class NonFiniteStep(RlinoError):
+    """A non-finite loss or gradient norm: the step stops before the optimizer applies it."""
+
+
+@dataclass
+class Policy:
+    """What a step trains and reads."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    ref_model: torch.nn.Module | None
+    """The frozen reference of the KL term; None when β = 0."""
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    autocast: Callable[[], AbstractContextManager] = nullcontext
+    """A fresh mixed-precision context (model.autocast) for sampling and forward passes."""
+
+
+class Clock:
+    """Wall seconds per phase of a step; `on_phase(name, seconds)`, when given, hears each phase as it ends (the
+    benchmarks time the loop through it)."""
+
+    def __init__(self, on_phase: Callable[[str, float], None] | None = None):
+        self.on_phase = on_phase
+        self.seconds: dict[str, float] = {}
+
+    def phase(self, name: str):
+        return _Phase(self, name)
+
+
+class _Phase:
+    def __init__(self, clock: Clock, name: str):
+        self.clock, self.name = clock, name
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc):
+        dt = time.perf_counter() - self.t0
+        self.clock.seconds[self.name] = self.clock.seconds.get(self.name, 0.0) + dt
+        if self.clock.on_phase is not None:
+            self.clock.on_phase(self.name, dt)
+
+
+@dataclass
+class Batch:
+    """Phase 1: the step's prompts and this rank's sampled rows (a group's G responses adjacent)."""
+
+    items: list
+    """The step's prompts, on all ranks, in order."""
+    rows: list
+    """This rank's rows: its prompts, each repeated G times."""
+    rollout: Rollout
+
+
+@dataclass
+class Scored:
+    """Phase 2: each row's reward and weight w_i."""
+
+    rewards: torch.Tensor
+    weights: torch.Tensor
+
+
+@dataclass
+class UpdateStats:
+    """Phase 3: what the update measured (sums over micro-batches and ranks)."""
+
+    num_responses: int
+    num_tokens: float
+    grad_norm: float = 0.0
+    sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(SUMS, 0.0))
+    token_weight: torch.Tensor | None = None
+    """[rows] per response, the mean over its tokens of −∂loss/∂log π_t, times the step's response count."""
+
+
+@dataclass
+class StepResult:
+    metrics: dict[str, Any]
+    lines: dict[str, list[dict[str, Any]]]
+    """Log lines of the step by file name (samples.jsonl, weights.jsonl)."""
+    rollout: Rollout
+    """This rank's sampled batch (for callers that count tokens)."""
+
+
+# ---- phase 1 and 2 --------------------------------------------------------------------------------------------------
+
+def sample_groups(policy: Policy, cfg: Config, world: World, train_items: Sequence, step: int) -> Batch:
+    """The step's prompts from the seeded order, and G responses for each of this rank's share."""
+    c, G = cfg, cfg.train.group_size
+    items = [train_items[i] for i in prompt_indices(step, c.train.prompts_per_step, len(train_items), c.train.seed)]
+    mine = world.share(len(items))  # this rank's prompts (all of them on one process)
+    rows = [items[p] for p in mine for _ in range(G)]
+    rows_global = [p * G + g for p in mine for g in range(G)]  # noise keys: the same on any number of ranks
+    with policy.autocast():
+        rollout = sample(policy.model, policy.tokenizer, [it.prompt for it in rows], rows_global, seed=c.train.seed,
+                         step=step, temperature=c.sampling.temperature, top_p=c.sampling.top_p,
+                         max_new_tokens=c.sampling.max_new_tokens, batch_size=c.sampling.batch_size)
+    return Batch(items, rows, rollout)
+
+
+def score(task, batch: Batch, method: Method, group_size: int) -> Scored:
+    rewards = score_all(task, batch.rollout.texts, batch.rows)
+    weights = response_weights(rewards, group_size, method).to(batch.rollout.completion_ids.device)
+    return Scored(rewards, weights)
+
+
+# ---- phase 3 --------------------------------------------------------------------------------------------------------
+
+def update(policy: Policy, batch: Batch, scored: Scored, cfg: Config, method: Method, world: World,
+           clock: Clock, step: int) -> UpdateStats:
+    """`epochs_per_batch` optimizer steps on the batch; the first epoch's log-probs are π_old for the later ones."""
+    rollout = batch.rollout
+    (n_tok,) = world.sum_floats(float(rollout.completion_mask.sum()))  # the whole step's counts, over all ranks
+    stats = UpdateStats(num_responses=len(batch.items) * cfg.train.group_size, num_tokens=n_tok,
+                        token_weight=torch.zeros(len(batch.rows), device=rollout.completion_ids.device))
+    batches = rollout.micro_batches(cfg.train.micro_batch_size)
+    with clock.phase("reference"):
+        ref_logps = reference_logprobs(policy, batches, cfg.sampling.temperature)
+    old_logps: list[torch.Tensor | None] = [None] * len(batches)
+    policy.model.train()
+    for epoch in range(method.epochs_per_batch):
+        policy.optimizer.zero_grad(set_to_none=True)
+        bad = None
+        for k, mb in enumerate(batches):
+            message = micro_batch_pass(policy, mb, scored.weights, cfg, method, stats, epoch, old_logps, k,
+                                       ref_logps[k], step)
+            bad = bad or message
+        (num_bad,) = world.sum_floats(float(bad is not None))  # every rank stops together
+        if num_bad:
+            raise NonFiniteStep(f"{bad or 'a non-finite loss on another rank'}; stopping without applying it.")
+        with clock.phase("optimizer"):
+            stats.grad_norm = optimizer_step(policy, cfg, world, step)
+    stats.sums.update(zip(SUMS, world.sum_floats(*(stats.sums[k] for k in SUMS))))
+    return stats
+
+
+def reference_logprobs(policy: Policy, batches: list[MicroBatch], temperature: float) -> list:
+    """The frozen reference's log-probs per micro-batch (None each without a KL term)."""
+    if policy.ref_model is None:
+        return [None] * len(batches)
+    with torch.no_grad(), policy.autocast():
+        return [token_logprobs(policy.ref_model, *mb.tensors, temperature=temperature)[0] for mb in batches]
+
+
+def micro_batch_pass(policy: Policy, mb: MicroBatch, weights: torch.Tensor, cfg: Config, method: Method,
+                     stats: UpdateStats, epoch: int, old_logps: list, k: int, ref_logp, step: int) -> str | None:
+    """Forward and backward of one micro-batch, its share of the step's loss; a message when the loss is not finite."""
+    mask = mb.completion_mask
+    with policy.autocast():
+        logp, entropy = token_logprobs(policy.model, *mb.tensors, temperature=cfg.sampling.temperature,
+                                       with_entropy=epoch == 0)
+    if epoch == 0:
+        old_logps[k] = logp.detach()  # the sampling-time policy, for the ratio of later epochs
+        logp.retain_grad()  # d loss / d log π_t: the weight the step really gives each token
+    out = token_loss(logp, mask, weights[mb.rows], method, old_logp=old_logps[k], ref_logp=ref_logp,
+                     num_responses=stats.num_responses, num_tokens=stats.num_tokens,
+                     max_new_tokens=cfg.sampling.max_new_tokens)
+    if not torch.isfinite(out.loss):
+        return f"loss is {float(out.loss.detach())} at step {step} (epoch {epoch + 1}, micro-batch {k + 1})"
+    out.loss.backward()
+    tokens, sums = float(mask.sum()), stats.sums
+    if epoch == 0:
+        # per response, the mean over its tokens of −∂loss/∂log π_t, times the step's response count
+        stats.token_weight[mb.rows] = -(logp.grad * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1) * \
+            stats.num_responses
+        sums["loss"] += float(out.loss.detach())
+        sums["entropy"] += float((entropy * mask).sum())
+        if out.kl is not None:
+            sums["kl"] += float(out.kl) * tokens
+    if out.clip_frac is not None:
+        sums["clip"] += float(out.clip_frac) * tokens
+        sums["clip_low"] += float(out.clip_frac_low) * tokens
+        sums["clip_high"] += float(out.clip_frac_high) * tokens
+        sums["clip_n"] += tokens
+    return None
+
+
+def optimizer_step(policy: Policy, cfg: Config, world: World, step: int) -> float:
+    """Sum gradients over ranks, clip by global norm, apply AdamW and advance the LR schedule; the norm before
+    clipping."""
+    model = policy.model
+    world.sum_grads_(model.parameters())  # each rank's loss already carries the step-wide normaliser
+    max_norm = cfg.train.max_grad_norm if cfg.train.max_grad_norm > 0 else float("inf")
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+    if not math.isfinite(grad_norm):
+        raise NonFiniteStep(f"gradient norm is {grad_norm} at step {step}; stopping without applying it.")
+    policy.optimizer.step()
+    policy.scheduler.step()
+    return grad_norm
+
+
+# ---- phase 4 --------------------------------------------------------------------------------------------------------
+
+def records(step: int, batch: Batch, scored: Scored, stats: UpdateStats, cfg: Config, method: Method,
+            world: World, lr: float, has_ref: bool) -> StepResult:
+    """The metrics line (without timings), the logged samples and the per-response weights line of the step."""
+    rollout, G = batch.rollout, cfg.train.group_size
+    n_tok, sums = stats.num_tokens, stats.sums
+    rewards, weights, token_weight = (world.gather_cat(x.cpu()) for x in
+                                      (scored.rewards, scored.weights, stats.token_weight))
+    lengths, truncated = world.gather_cat(rollout.lengths.cpu()), world.gather_cat(rollout.truncated.cpu())
+    ok = is_correct(rewards)
+    metrics: dict[str, Any] = {
+        "step": step,
+        "reward_mean": float(rewards.mean()),
+        "reward_std": float(rewards.std()) if rewards.numel() > 1 else 0.0,
+        "accuracy": float(ok.float().mean()),
+        "frac_zero_std_groups": float(zero_variance_groups(rewards, G).float().mean()),
+        "truncated_frac": float(truncated.float().mean()),
+        **length_stats(lengths, rewards),
+        "loss": sums["loss"],
+        "grad_norm": stats.grad_norm,
+        "entropy": sums["entropy"] / max(n_tok, 1.0),
+        "lr": lr,
+    }
+    if has_ref:
+        metrics["kl"] = sums["kl"] / max(n_tok, 1.0)
+    if method.clip:
+        for key, total in (("clip_frac", "clip"), ("clip_frac_low", "clip_low"), ("clip_frac_high", "clip_high")):
+            metrics[key] = sums[total] / max(sums["clip_n"], 1.0)
+    texts = world.gather_list(rollout.texts[:cfg.train.log_samples])
+    all_rows = [it for it in batch.items for _ in range(G)]  # the whole step's rows, in global order
+    samples = [{"step": step, "prompt": it.prompt, "response": texts[i], "reward": float(rewards[i]),
+                "length": int(lengths[i]), "truncated": bool(truncated[i]), "uid": getattr(it, "uid", None)}
+               for i, it in zip(range(min(cfg.train.log_samples, len(texts))), all_rows)]
+    weights_row = {"step": step, "num_responses": stats.num_responses, "num_tokens": int(n_tok),
+                   "aggregation": method.aggregation, "max_new_tokens": cfg.sampling.max_new_tokens,
+                   "length": lengths.tolist(), "correct": ok.tolist(),
+                   "response_weight": [round(float(x), 6) for x in weights],
+                   "token_weight": [float(f"{float(x):.6g}") for x in token_weight]}
+    return StepResult(metrics, {SAMPLES: samples, WEIGHTS: [weights_row]}, rollout)
