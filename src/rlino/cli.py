@@ -96,7 +96,7 @@ def _eval(args) -> None:
                                   seed=cfg.train.seed)
     result = evaluate_k(model, tokenizer, task, items, k=args.k, seed=cfg.train.seed, temperature=args.temperature,
                         top_p=cfg.eval.top_p, max_new_tokens=eval_max_new_tokens(cfg),
-                        batch_size=cfg.sampling.batch_size)
+                        batch_size=cfg.sampling.batch_size, engine=cfg.sampling.engine)
     result = {"model": args.model, "task": cfg.task.name, **result}
     write_json(args.json, result)
     print(_eval_table(result))

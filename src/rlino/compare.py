@@ -67,7 +67,7 @@ def evaluate_base(shared: Config, out: Path) -> dict[str, Any]:
     model, tokenizer = load_model(c.model.name_or_path, dtype=c.model.dtype, device=c.model.device,
                                   seed=c.train.seed)
     kw = dict(seed=c.train.seed, top_p=c.eval.top_p, batch_size=c.sampling.batch_size,
-              max_new_tokens=eval_max_new_tokens(c))
+              max_new_tokens=eval_max_new_tokens(c), engine=c.sampling.engine)
     result = evaluate(model, tokenizer, task, items, temperature=c.eval.temperature, log_samples=c.eval.log_samples,
                       **kw)
     if c.eval.temperature > 0:

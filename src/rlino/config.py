@@ -136,6 +136,10 @@ class SamplingConfig:
     """Maximum response length in tokens; longer responses are truncated (and counted in truncated_frac)."""
     batch_size: int = 64
     """Sequences generated together; the responses sampled do not depend on it (noise is counter-based)."""
+    engine: str = "hf"
+    """The decode step of sampling and evaluation: `hf` (the model's own forward, the reference) or `lean`
+    (`rlino.engine`: a hand-written step for Qwen2 / Llama / Mistral, same math in another floating-point order;
+    other models fall back to `hf` with a notice). See docs/performance.md."""
 
 
 @dataclass
@@ -267,6 +271,7 @@ def save_config(cfg: Config, path: str | Path) -> None:
 
 AUTOCAST_MODES = ("auto", "bf16", "off")
 LR_SCHEDULES = ("constant", "linear", "cosine")
+ENGINES = ("hf", "lean")
 ALL_LINEAR = "all-linear"
 
 
@@ -317,6 +322,8 @@ def check_config(cfg: Config) -> None:
     if s.temperature <= 0:
         raise RlinoError(f"sampling.temperature must be > 0 for training (0 would sample G identical responses), "
                          f"got {s.temperature}")
+    if s.engine not in ENGINES:
+        raise RlinoError(f"sampling.engine must be one of {', '.join(ENGINES)}, got '{s.engine}'")
     if not 0 < s.top_p <= 1 or not 0 < e.top_p <= 1:
         raise RlinoError("sampling.top_p and eval.top_p must be in (0, 1]")
     check_autocast(cfg.model.autocast)

@@ -37,7 +37,8 @@ def length_stats(lengths: torch.Tensor, rewards: torch.Tensor, prefix: str = "")
 
 
 def evaluate(model, tokenizer, task, items: Sequence, *, seed: int, temperature: float, top_p: float,
-             max_new_tokens: int, batch_size: int = 64, log_samples: int = 0, world: World = SINGLE) -> dict[str, Any]:
+             max_new_tokens: int, batch_size: int = 64, log_samples: int = 0, world: World = SINGLE,
+             engine: str = "hf") -> dict[str, Any]:
     """Score one response per held-out item; metric names carry the `eval/` prefix.
 
     With `log_samples` > 0 the result also has `samples`: the first items' prompts, responses and rewards. Under
@@ -46,7 +47,8 @@ def evaluate(model, tokenizer, task, items: Sequence, *, seed: int, temperature:
     """
     mine = world.share(len(items))
     rollout = sample(model, tokenizer, [items[i].prompt for i in mine], list(mine), seed=seed, step=EVAL_STEP,
-                     temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size)
+                     temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                     engine=engine)
     rewards = world.gather_cat(score_all(task, rollout.texts, [items[i] for i in mine]))
     lengths, truncated = world.gather_cat(rollout.lengths.cpu()), world.gather_cat(rollout.truncated.cpu())
     correct = int(is_correct(rewards).sum())
@@ -65,7 +67,7 @@ def evaluate(model, tokenizer, task, items: Sequence, *, seed: int, temperature:
 
 
 def evaluate_k(model, tokenizer, task, items: Sequence, *, k: int, seed: int, temperature: float, top_p: float,
-               max_new_tokens: int, batch_size: int = 64) -> dict[str, Any]:
+               max_new_tokens: int, batch_size: int = 64, engine: str = "hf") -> dict[str, Any]:
     """Greedy accuracy, mean accuracy over k samples at `temperature`, pass@k, and lengths split by correctness.
 
     Sample j of item i is keyed by row j·N + i at the evaluation step, so sample 0 is exactly what the trainer's
@@ -73,10 +75,11 @@ def evaluate_k(model, tokenizer, task, items: Sequence, *, k: int, seed: int, te
     """
     n = len(items)
     greedy = evaluate(model, tokenizer, task, items, seed=seed, temperature=0.0, top_p=1.0,
-                      max_new_tokens=max_new_tokens, batch_size=batch_size)
+                      max_new_tokens=max_new_tokens, batch_size=batch_size, engine=engine)
     prompts = [it.prompt for _ in range(k) for it in items]
     rollout = sample(model, tokenizer, prompts, list(range(k * n)), seed=seed, step=EVAL_STEP,
-                     temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size)
+                     temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                     engine=engine)
     rewards = score_all(task, rollout.texts, [it for _ in range(k) for it in items])
     correct = is_correct(rewards).view(k, n)
     mean_acc = int(correct.sum()) / (k * n)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from rlino.engine import LeanDecoder, notice_fallback, unsupported
+
 MASK32 = 0xFFFFFFFF
 
 
@@ -216,8 +218,39 @@ def _grow_in_place(cache, capacity: int) -> None:
             layers[i] = cls.from_layer(layer, capacity)
 
 
+class _Decoder:
+    """The decode loop's next-token forward: the model's own (`hf`), or the lean step of `rlino.engine` (`lean`)."""
+
+    def __init__(self, model, cache, cache_arg: str, engine: str, capacity: int):
+        self.model, self.cache, self.cache_arg, self.lean = model, cache, cache_arg, None
+        if engine == "lean":
+            reason = unsupported(model) or (None if isinstance(getattr(cache, "layers", None), list)
+                                            else "a cache without per-layer keys and values")
+            if reason is None:
+                self.lean = LeanDecoder(model, cache, capacity)
+            else:
+                notice_fallback(reason)
+        if self.lean is None:
+            _grow_in_place(cache, capacity)
+        self.can_compact = self.lean is not None or hasattr(cache, "batch_select_indices")
+
+    def select(self, keep: torch.Tensor) -> None:
+        if self.lean is not None:
+            self.lean.select(keep)
+        else:
+            self.cache.batch_select_indices(keep)
+
+    def step(self, tokens: torch.Tensor, attention: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        if self.lean is not None:
+            return self.lean.step(tokens, position, attention)
+        self.cache, logits = _step(self.model, self.cache, self.cache_arg, input_ids=tokens.unsqueeze(1),
+                                   attention_mask=attention, position_ids=position)
+        return logits
+
+
 @torch.no_grad()
-def _generate(model, prompt_ids, prompt_mask, keys, *, eos_ids, pad_id, temperature, top_p, max_new_tokens):
+def _generate(model, prompt_ids, prompt_mask, keys, *, eos_ids, pad_id, temperature, top_p, max_new_tokens,
+              engine: str = "hf"):
     device = prompt_ids.device
     batch = prompt_ids.shape[0]
     eos = torch.tensor(eos_ids, device=device)
@@ -225,12 +258,11 @@ def _generate(model, prompt_ids, prompt_mask, keys, *, eos_ids, pad_id, temperat
     cache_arg = _cache_argument(model)
     cache, logits = _step(model, None, cache_arg, input_ids=prompt_ids, attention_mask=prompt_mask,
                           position_ids=position_ids)
-    _grow_in_place(cache, prompt_ids.shape[1] + max_new_tokens)
+    decoder = _Decoder(model, cache, cache_arg, engine, prompt_ids.shape[1] + max_new_tokens)
     attention, position = prompt_mask, position_ids[:, -1:]
     tokens = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
     active = torch.arange(batch, device=device)  # rows in the cache, in the cache's order
     running = torch.ones(batch, dtype=torch.bool, device=device)  # of those, the ones without an EOS yet
-    can_compact = hasattr(cache, "batch_select_indices")
     length = 0
     for t in range(max_new_tokens):
         nxt = choose_tokens(logits, keys, t, temperature, top_p)
@@ -241,15 +273,14 @@ def _generate(model, prompt_ids, prompt_mask, keys, *, eos_ids, pad_id, temperat
             break
         # drop finished rows from the batch once a tenth of it has finished (noise is keyed per row, so this
         # changes only the cost); finished rows that stay generate tokens that the mask below discards
-        if can_compact and int(running.sum()) <= 0.9 * len(active):
+        if decoder.can_compact and int(running.sum()) <= 0.9 * len(active):
             keep = running.nonzero().squeeze(1)
-            cache.batch_select_indices(keep)
+            decoder.select(keep)
             active, keys, nxt, attention, position, running = (
                 x[keep] for x in (active, keys, nxt, attention, position, running))
         attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
         position = position + 1
-        cache, logits = _step(model, cache, cache_arg, input_ids=nxt.unsqueeze(1), attention_mask=attention,
-                              position_ids=position)
+        logits = decoder.step(nxt, attention, position)
     completion = tokens[:, :length]
     is_eos = torch.isin(completion, eos)
     # a token is part of the response when no end-of-sequence token came strictly before it
@@ -260,11 +291,13 @@ def _generate(model, prompt_ids, prompt_mask, keys, *, eos_ids, pad_id, temperat
 
 
 def sample(model, tokenizer, prompts: list[str], row_ids: list[int] | torch.Tensor, *, seed: int, step: int,
-           temperature: float, top_p: float, max_new_tokens: int, batch_size: int = 64) -> Rollout:
+           temperature: float, top_p: float, max_new_tokens: int, batch_size: int = 64,
+           engine: str = "hf") -> Rollout:
     """Sample one response per prompt (repeat a prompt G times for a group), keyed by `row_ids`.
 
     Row `i` gets noise keyed by (seed, step, row_ids[i]); the same key gives the same response whatever else is
-    in the batch. `temperature` 0 decodes greedily.
+    in the batch. `temperature` 0 decodes greedily. `engine`: the decode step, the model's own forward (`hf`) or
+    `rlino.engine`'s lean step (`lean`, Llama-family models; others fall back to `hf` with a notice).
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -278,7 +311,8 @@ def sample(model, tokenizer, prompts: list[str], row_ids: list[int] | torch.Tens
         # trim left padding this chunk does not need
         width = int(prompt_mask[sl].sum(dim=1).max())
         parts.append(_generate(model, prompt_ids[sl, -width:], prompt_mask[sl, -width:], keys[sl], eos_ids=eos_ids,
-                               pad_id=pad_id, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens))
+                               pad_id=pad_id, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                               engine=engine))
     model.train(was_training)
     length = max(p[0].shape[1] for p in parts)
     completion = torch.cat([F.pad(p[0], (0, length - p[0].shape[1]), value=pad_id) for p in parts])

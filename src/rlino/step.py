@@ -130,7 +130,8 @@ def sample_groups(policy: Policy, cfg: Config, world: World, train_items: Sequen
     with policy.autocast():
         rollout = sample(policy.model, policy.tokenizer, [it.prompt for it in rows], rows_global, seed=c.train.seed,
                          step=step, temperature=c.sampling.temperature, top_p=c.sampling.top_p,
-                         max_new_tokens=c.sampling.max_new_tokens, batch_size=c.sampling.batch_size)
+                         max_new_tokens=c.sampling.max_new_tokens, batch_size=c.sampling.batch_size,
+                         engine=c.sampling.engine)
     return Batch(items, rows, rollout)
 
 

@@ -196,7 +196,8 @@ class Run:
         with self.autocast():
             result = evaluate(self.model, self.tokenizer, self.task, self.eval_items, seed=c.train.seed,
                               temperature=c.eval.temperature, top_p=c.eval.top_p, max_new_tokens=eval_max_new_tokens(c),
-                              batch_size=c.sampling.batch_size, log_samples=c.eval.log_samples, world=self.world)
+                              batch_size=c.sampling.batch_size, log_samples=c.eval.log_samples, world=self.world,
+                              engine=c.sampling.engine)
         return result, [{"step": step, **s} for s in result.pop("samples", [])]
 
     # ---- the loop -------------------------------------------------------------------------------------------------
