@@ -52,6 +52,9 @@ def unsupported(model) -> str | None:
         layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj)]
     if any(type(m) is not torch.nn.Linear for m in modules):
         return "wrapped projections (LoRA adapters)"
+    if any(layer.mlp.gate_proj.bias is not None or layer.mlp.up_proj.bias is not None
+           or layer.mlp.down_proj.bias is not None for layer in layers):
+        return "biases in the MLP"
     return None
 
 
@@ -77,6 +80,11 @@ class LeanDecoder:
         self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim, self.scaling = attn.head_dim, attn.scaling
         self.inv_freq, self.rope_scale = inner.rotary_emb.inv_freq, inner.rotary_emb.attention_scaling
+        # per layer, q/k/v and gate/up as one matrix each: two products where the modules make five
+        self.qkv = [(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]), None if a.q_proj.bias is None
+                     else torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias]))
+                    for a in (layer.self_attn for layer in self.layers)]
+        self.gate_up = [torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight]) for layer in self.layers]
         self.keys, self.values = [], []
         for layer in cache.layers:
             k, v = layer.keys, layer.values  # [B, KV, P, d]
@@ -109,17 +117,15 @@ class LeanDecoder:
         return z * cos + torch.cat((-z[..., half:], z[..., :half]), dim=-1) * sin
 
     def _attention(self, i: int, layer, h: torch.Tensor, cos, sin, mask: torch.Tensor) -> torch.Tensor:
-        a, b = layer.self_attn, h.shape[0]
-        q = F.linear(h, a.q_proj.weight, a.q_proj.bias).view(b, 1, self.heads, self.head_dim).transpose(1, 2)
-        k = F.linear(h, a.k_proj.weight, a.k_proj.bias).view(b, 1, self.kv_heads, self.head_dim).transpose(1, 2)
-        v = F.linear(h, a.v_proj.weight, a.v_proj.bias).view(b, 1, self.kv_heads, self.head_dim).transpose(1, 2)
-        q, k = self._rotate(q, cos, sin), self._rotate(k, cos, sin)
+        """One token's attention over the cache (q, k and v from one product; grouped-query heads by SDPA)."""
+        a, b, d, kv = layer.self_attn, h.shape[0], self.head_dim, self.kv_heads
+        q, k, v = F.linear(h, *self.qkv[i]).view(b, -1, d).split([self.heads, kv, kv], dim=1)
+        q, k = self._rotate(q.unsqueeze(2), cos, sin), self._rotate(k.unsqueeze(2), cos, sin)  # [b, heads, 1, d]
         end = self.length + 1
         self.keys[i][..., self.length: end, :] = k
-        self.values[i][..., self.length: end, :] = v
+        self.values[i][..., self.length: end, :] = v.unsqueeze(2)
         o = F.scaled_dot_product_attention(q, self.keys[i][..., :end, :], self.values[i][..., :end, :],
-                                           attn_mask=mask, scale=self.scaling,
-                                           enable_gqa=self.heads != self.kv_heads)
+                                           attn_mask=mask, scale=self.scaling, enable_gqa=self.heads != kv)
         return F.linear(o.transpose(1, 2).reshape(b, 1, -1), a.o_proj.weight, a.o_proj.bias)
 
     def step(self, tokens: torch.Tensor, positions: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
@@ -127,12 +133,10 @@ class LeanDecoder:
         (1 for the real prompt tokens and every generated one, the new token included)."""
         x = F.embedding(tokens[:, None], self.embed)
         cos, sin = self._rotary(positions, x.dtype)
-        mask = attention.bool()[:, None, None, :]
+        mask = attention.bool()[:, None, None, :]  # [b, 1, 1, S]
         for i, layer in enumerate(self.layers):
             x = x + self._attention(i, layer, self._rms(layer.input_layernorm, x), cos, sin, mask)
-            h, mlp = self._rms(layer.post_attention_layernorm, x), layer.mlp
-            x = x + F.linear(F.silu(F.linear(h, mlp.gate_proj.weight, mlp.gate_proj.bias))
-                             * F.linear(h, mlp.up_proj.weight, mlp.up_proj.bias), mlp.down_proj.weight,
-                             mlp.down_proj.bias)
+            gate, up = F.linear(self._rms(layer.post_attention_layernorm, x), self.gate_up[i]).chunk(2, dim=-1)
+            x = x + F.linear(F.silu(gate) * up, layer.mlp.down_proj.weight)
         self.length += 1
         return self.head(self._rms(self.norm, x[:, -1]))
