@@ -17,7 +17,7 @@ operations run in a different order (measured: |Δ logit| ≤ 2e-5 in fp32 on th
 in the Gumbel argmax can go the other way; the guarantees that do not depend on the floating-point order hold
 exactly (counter-keyed noise, samples independent of the batch layout, a resumed run samples what an uninterrupted
 one samples). Models it does not cover (other architectures, LoRA-wrapped projections, scaled rotary embeddings,
-sliding windows) fall back to the model's forward, with a one-line notice.
+sliding windows, biases in the MLP) fall back to the model's forward, with a one-line notice.
 """
 
 from __future__ import annotations

@@ -159,22 +159,21 @@ class Run:
     def train_step(self, step: int) -> StepResult:
         c, m, clock = self.cfg, self.method, self.clock
         clock.seconds = {}
-        t0 = time.perf_counter()
         with clock.phase("sample"):
             batch = sample_groups(self.policy, c, self.world, self.train_items, step)
         with clock.phase("score"):
             scored = score(self.task, batch, m, c.train.group_size)
-        t_sample = time.perf_counter()
         try:
             with clock.phase("update"):
                 stats = update(self.policy, batch, scored, c, m, self.world, clock, step)
         except NonFiniteStep as e:
             raise RlinoError(f"{e} {self._last_checkpoint_note()}") from None
-        t_end = time.perf_counter()
         result = records(step, batch, scored, stats, c, m, self.world, self.scheduler.get_last_lr()[0],
                          has_ref=self.ref_model is not None)
-        result.metrics.update(step_time_s=t_end - t0, sample_time_s=t_sample - t0, update_time_s=t_end - t_sample,
-                              tokens_per_s=stats.num_tokens / max(t_end - t0, 1e-9))
+        seconds = clock.seconds
+        sampled, updated = seconds["sample"] + seconds["score"], seconds["update"]
+        result.metrics.update(step_time_s=sampled + updated, sample_time_s=sampled, update_time_s=updated,
+                              tokens_per_s=stats.num_tokens / max(sampled + updated, 1e-9))
         self._warn(step, result.metrics)
         return result
 
