@@ -109,3 +109,29 @@ def test_lora_wrapped_projections_are_not_covered():
     model, _ = build_sharp()  # a fresh copy: the adapters are injected in place
     attach_lora(model, LoraConfig(rank=2), seed=0, base_name="sharp")
     assert "LoRA" in unsupported(model)
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "llama", "gpt2"])
+@pytest.mark.parametrize("engine", ["hf", "lean"])
+def test_shared_prompt_prefill_gives_the_separate_prefills_responses(kind, engine, sharp):
+    """A group's rows share one prompt, prefilled once and copied: the first logits and the cache equal those of
+    prefilling every row, and the responses are the same tokens (fixtures with 3 copies of 4 prompts)."""
+    from rlino.rollout import _prefill
+
+    model, tok = sharp if kind == "qwen2" else byte_model(kind)
+    ids, mask = encode_prompts(tok, PROMPTS, "cpu")
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    arg = _cache_argument(model)
+    with torch.no_grad():
+        shared_cache, shared = _prefill(model, arg, ids, mask, positions, share_prompts=True)
+        rows_cache, rows = _prefill(model, arg, ids, mask, positions, share_prompts=False)
+    torch.testing.assert_close(shared, rows, rtol=0, atol=1e-5)
+    for a, b in zip(shared_cache.layers, rows_cache.layers):
+        torch.testing.assert_close(a.keys, b.keys, rtol=0, atol=1e-5)
+        torch.testing.assert_close(a.values, b.values, rtol=0, atol=1e-5)
+    assert torch.equal(shared[0], shared[4]) and torch.equal(shared[4], shared[8])  # one prefill, copied
+    kw = dict(engine=engine, **KW)
+    once = sample(model, tok, PROMPTS, list(range(len(PROMPTS))), share_prompts=True, **kw)
+    every = sample(model, tok, PROMPTS, list(range(len(PROMPTS))), share_prompts=False, **kw)
+    assert torch.equal(once.completion_ids, every.completion_ids) and once.texts == every.texts
+    assert len(set(once.texts)) > 3

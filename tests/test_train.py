@@ -343,6 +343,26 @@ def test_gradient_checkpointing_and_autocast_settings(tmp_path):
         train(SMOKE, ["model.autocast='fp8'"], out=tmp_path / "bad")
 
 
+def test_sampling_precision_is_its_own_choice(tmp_path, sharp_dir):
+    """sampling.autocast decides the precision the responses are drawn in, apart from training's: training in bf16
+    with fp32 sampling draws exactly the fp32 run's tokens; bf16 sampling draws other tokens, the same whether
+    training runs in fp32 or bf16 (`model`, the default, follows model.autocast)."""
+    from rlino.trainer import Run
+
+    settings = {"fp32": [], "train_bf16": ["model.autocast='bf16'", "sampling.autocast='off'"],
+                "sample_bf16": ["sampling.autocast='bf16'"], "all_bf16": ["model.autocast='bf16'"]}
+    tokens = {}
+    for name, sets in settings.items():
+        run = Run(load_config(SMOKE, TOY + [f"model.name_or_path='{sharp_dir}'", "train.steps=1", "eval.every=0"]
+                              + sets), tmp_path / name)
+        tokens[name] = run.train_step(1).rollout.completion_ids
+    assert torch.equal(tokens["train_bf16"], tokens["fp32"])
+    assert torch.equal(tokens["sample_bf16"], tokens["all_bf16"])
+    assert not torch.equal(tokens["sample_bf16"], tokens["fp32"])
+    with pytest.raises(RlinoError, match="sampling.autocast"):
+        train(SMOKE, ["sampling.autocast='fp16'"], out=tmp_path / "bad")
+
+
 @pytest.mark.parametrize("schedule,after_warmup", [
     ("constant", [1.0, 1.0, 1.0, 1.0]),
     ("linear", [1.0, 0.75, 0.5, 0.25]),

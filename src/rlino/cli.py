@@ -74,10 +74,10 @@ def _compare(args) -> None:
 
 
 def _eval(args) -> None:
-    from rlino.config import eval_max_new_tokens, load_config
+    from rlino.config import eval_max_new_tokens, load_config, sampling_autocast
     from rlino.evaluate import evaluate_k
     from rlino.files import write_json
-    from rlino.models import load_model
+    from rlino.models import autocast, load_model
     from rlino.tasks import load_task
 
     if args.k < 1:
@@ -94,9 +94,11 @@ def _eval(args) -> None:
     items = task.items("test")[: cfg.eval.num_items]
     model, tokenizer = load_model(cfg.model.name_or_path, dtype=cfg.model.dtype, device=cfg.model.device,
                                   seed=cfg.train.seed)
-    result = evaluate_k(model, tokenizer, task, items, k=args.k, seed=cfg.train.seed, temperature=args.temperature,
-                        top_p=cfg.eval.top_p, max_new_tokens=eval_max_new_tokens(cfg),
-                        batch_size=cfg.sampling.batch_size, engine=cfg.sampling.engine)
+    with autocast(sampling_autocast(cfg), next(model.parameters()).device):
+        result = evaluate_k(model, tokenizer, task, items, k=args.k, seed=cfg.train.seed,
+                            temperature=args.temperature, top_p=cfg.eval.top_p,
+                            max_new_tokens=eval_max_new_tokens(cfg), batch_size=cfg.sampling.batch_size,
+                            engine=cfg.sampling.engine)
     result = {"model": args.model, "task": cfg.task.name, **result}
     write_json(args.json, result)
     print(_eval_table(result))

@@ -20,7 +20,7 @@ from typing import Any
 import tomli_w
 
 from rlino.arms import Arm, parse_arms
-from rlino.config import Config, apply_overrides, config_from_dict, eval_max_new_tokens
+from rlino.config import Config, apply_overrides, config_from_dict, eval_max_new_tokens, sampling_autocast
 from rlino.errors import RlinoError
 from rlino.files import parse_toml, read_json, read_toml, write_json
 from rlino.run_folder import CompareFolder
@@ -58,7 +58,7 @@ def load_compare_config(path: str | Path | None, overrides: list[str], quick: bo
 def evaluate_base(shared: Config, out: Path) -> dict[str, Any]:
     """The base model on the held-out items with the arms' eval settings (plus greedy), saved to base/eval.json."""
     from rlino.evaluate import evaluate
-    from rlino.models import load_model
+    from rlino.models import autocast, load_model
     from rlino.tasks import load_task
 
     c = shared
@@ -68,11 +68,12 @@ def evaluate_base(shared: Config, out: Path) -> dict[str, Any]:
                                   seed=c.train.seed)
     kw = dict(seed=c.train.seed, top_p=c.eval.top_p, batch_size=c.sampling.batch_size,
               max_new_tokens=eval_max_new_tokens(c), engine=c.sampling.engine)
-    result = evaluate(model, tokenizer, task, items, temperature=c.eval.temperature, log_samples=c.eval.log_samples,
-                      **kw)
-    if c.eval.temperature > 0:
-        result["eval/greedy_accuracy"] = evaluate(model, tokenizer, task, items, temperature=0.0, **kw)[
-            "eval/accuracy"]
+    with autocast(sampling_autocast(c), next(model.parameters()).device):  # the precision the arms evaluate in
+        result = evaluate(model, tokenizer, task, items, temperature=c.eval.temperature,
+                          log_samples=c.eval.log_samples, **kw)
+        if c.eval.temperature > 0:
+            result["eval/greedy_accuracy"] = evaluate(model, tokenizer, task, items, temperature=0.0, **kw)[
+                "eval/accuracy"]
     path = CompareFolder(out).base_eval
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, result)

@@ -49,8 +49,9 @@ class ModelConfig:
     device: str = "auto"
     """`auto` (CUDA when available, else CPU), `cpu`, `cuda`, `cuda:N`."""
     autocast: str = "auto"
-    """Mixed precision for sampling and the forward/backward passes: `auto` (bf16 autocast on CUDA, none on CPU),
-    `bf16`, or `off`. Parameters, optimizer state and the loss stay in `dtype`."""
+    """Mixed precision of the forward/backward passes (and of sampling, unless sampling.autocast says otherwise):
+    `auto` (bf16 autocast on CUDA, none on CPU, also where the CPU has native bf16: docs/performance.md), `bf16`,
+    or `off`. Parameters, optimizer state and the loss stay in `dtype`."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """The `[model.lora]` table: train low-rank adapters instead of every weight (rank 0, the default, = no LoRA)."""
 
@@ -140,6 +141,10 @@ class SamplingConfig:
     """The decode step of sampling and evaluation: `hf` (the model's own forward, the reference) or `lean`
     (`rlino.engine`: a hand-written step for Qwen2 / Llama / Mistral, same math in another floating-point order;
     other models fall back to `hf` with a notice). See docs/performance.md."""
+    autocast: str = "model"
+    """Mixed precision of sampling and held-out evaluation: `model` (the same as model.autocast), `auto`, `bf16` or
+    `off`. A choice apart from training's because bf16 sampling changes which tokens are drawn (the sampler and the
+    learner then see slightly different policies)."""
 
 
 @dataclass
@@ -280,9 +285,14 @@ def eval_max_new_tokens(cfg: Config) -> int:
     return cfg.eval.max_new_tokens or cfg.sampling.max_new_tokens
 
 
-def check_autocast(mode: str) -> None:
+def check_autocast(mode: str, key: str = "model.autocast") -> None:
     if mode not in AUTOCAST_MODES:
-        raise RlinoError(f"model.autocast must be one of {', '.join(AUTOCAST_MODES)}, got '{mode}'")
+        raise RlinoError(f"{key} must be one of {', '.join(AUTOCAST_MODES)}, got '{mode}'")
+
+
+def sampling_autocast(cfg: Config) -> str:
+    """The autocast mode of sampling and evaluation: sampling.autocast, or model.autocast when it says `model`."""
+    return cfg.model.autocast if cfg.sampling.autocast == "model" else cfg.sampling.autocast
 
 
 def check_lora(cfg: LoraConfig) -> None:
@@ -327,4 +337,6 @@ def check_config(cfg: Config) -> None:
     if not 0 < s.top_p <= 1 or not 0 < e.top_p <= 1:
         raise RlinoError("sampling.top_p and eval.top_p must be in (0, 1]")
     check_autocast(cfg.model.autocast)
+    if s.autocast != "model":
+        check_autocast(s.autocast, "sampling.autocast (or `model`)")
     check_lora(cfg.model.lora)

@@ -7,6 +7,7 @@ so tests and CPU smoke runs work offline.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -29,11 +30,38 @@ def resolve_device(device: str) -> torch.device:
         raise RlinoError(f"model.device: unknown device '{device}'") from None
 
 
-def autocast(mode: str, device: torch.device):
-    """A fresh autocast context: bf16 for `bf16`, and for `auto` on CUDA; a no-op otherwise (fp32 on CPU)."""
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 products natively (AVX-512 BF16 or AMX), as oneDNN detects it."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def precision(mode: str, device: torch.device) -> str:
+    """What an autocast setting (`auto`, `bf16`, `off`) resolves to on this device: "bf16" or "fp32".
+
+    `auto` is bf16 on CUDA and fp32 on CPU, also on CPUs with native bf16 (docs/performance.md has the
+    measurement behind that choice): a CPU run asks for bf16 by name."""
     check_autocast(mode)
-    enabled = mode == "bf16" or (mode == "auto" and device.type == "cuda")
+    return "bf16" if mode == "bf16" or (mode == "auto" and device.type == "cuda") else "fp32"
+
+
+def autocast(mode: str, device: torch.device):
+    """A fresh autocast context for `precision(mode, device)`: bf16 autocast, or a no-op (fp32)."""
+    enabled = precision(mode, device) == "bf16"
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def precision_note(train_mode: str, sample_mode: str, device: torch.device) -> str:
+    """One line on the precision a run resolved to, and on the hardware's bf16 when it goes unused."""
+    train, sample = precision(train_mode, device), precision(sample_mode, device)
+    note = (f"precision on {device.type}: training {train} (model.autocast={train_mode}), sampling and evaluation "
+            f"{sample} (autocast {sample_mode})")
+    if device.type == "cpu" and cpu_has_bf16() and "fp32" in (train, sample):
+        note += "; this CPU has native bf16: --set model.autocast=bf16 uses it (see docs/performance.md)"
+    return note
 
 
 def resolve_dtype(dtype: str) -> torch.dtype:

@@ -248,16 +248,32 @@ class _Decoder:
         return logits
 
 
+def _prefill(model, cache_arg: str, prompt_ids, prompt_mask, position_ids, share_prompts: bool):
+    """The prompts' cache and first logits. A group's G rows share one prompt: each distinct prompt is run once
+    and its keys and values are copied to the rows that repeat it (where the cache can select rows)."""
+    unique, inverse = torch.unique(torch.cat([prompt_ids, prompt_mask], dim=1), dim=0, return_inverse=True)
+    if not share_prompts or len(unique) == len(prompt_ids):
+        return _step(model, None, cache_arg, input_ids=prompt_ids, attention_mask=prompt_mask,
+                     position_ids=position_ids)
+    width = prompt_ids.shape[1]
+    cache, logits = _step(model, None, cache_arg, input_ids=unique[:, :width], attention_mask=unique[:, width:],
+                          position_ids=(unique[:, width:].cumsum(dim=1) - 1).clamp(min=0))
+    if not hasattr(cache, "batch_select_indices"):  # a cache that cannot copy rows: prefill every row after all
+        return _step(model, None, cache_arg, input_ids=prompt_ids, attention_mask=prompt_mask,
+                     position_ids=position_ids)
+    cache.batch_select_indices(inverse)
+    return cache, logits[inverse]
+
+
 @torch.no_grad()
 def _generate(model, prompt_ids, prompt_mask, keys, *, eos_ids, pad_id, temperature, top_p, max_new_tokens,
-              engine: str = "hf"):
+              engine: str = "hf", share_prompts: bool = True):
     device = prompt_ids.device
     batch = prompt_ids.shape[0]
     eos = torch.tensor(eos_ids, device=device)
     position_ids = (prompt_mask.cumsum(dim=1) - 1).clamp(min=0)
     cache_arg = _cache_argument(model)
-    cache, logits = _step(model, None, cache_arg, input_ids=prompt_ids, attention_mask=prompt_mask,
-                          position_ids=position_ids)
+    cache, logits = _prefill(model, cache_arg, prompt_ids, prompt_mask, position_ids, share_prompts)
     decoder = _Decoder(model, cache, cache_arg, engine, prompt_ids.shape[1] + max_new_tokens)
     attention, position = prompt_mask, position_ids[:, -1:]
     tokens = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
@@ -292,12 +308,13 @@ def _generate(model, prompt_ids, prompt_mask, keys, *, eos_ids, pad_id, temperat
 
 def sample(model, tokenizer, prompts: list[str], row_ids: list[int] | torch.Tensor, *, seed: int, step: int,
            temperature: float, top_p: float, max_new_tokens: int, batch_size: int = 64,
-           engine: str = "hf") -> Rollout:
+           engine: str = "hf", share_prompts: bool = True) -> Rollout:
     """Sample one response per prompt (repeat a prompt G times for a group), keyed by `row_ids`.
 
     Row `i` gets noise keyed by (seed, step, row_ids[i]); the same key gives the same response whatever else is
     in the batch. `temperature` 0 decodes greedily. `engine`: the decode step, the model's own forward (`hf`) or
     `rlino.engine`'s lean step (`lean`, Llama-family models; others fall back to `hf` with a notice).
+    Rows with the same prompt share one prefill; `share_prompts=False` prefills every row (the reference, in tests).
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -312,7 +329,7 @@ def sample(model, tokenizer, prompts: list[str], row_ids: list[int] | torch.Tens
         width = int(prompt_mask[sl].sum(dim=1).max())
         parts.append(_generate(model, prompt_ids[sl, -width:], prompt_mask[sl, -width:], keys[sl], eos_ids=eos_ids,
                                pad_id=pad_id, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                               engine=engine))
+                               engine=engine, share_prompts=share_prompts))
     model.train(was_training)
     length = max(p[0].shape[1] for p in parts)
     completion = torch.cat([F.pad(p[0], (0, length - p[0].shape[1]), value=pad_id) for p in parts])

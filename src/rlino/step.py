@@ -49,7 +49,9 @@ class Policy:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     autocast: Callable[[], AbstractContextManager] = nullcontext
-    """A fresh mixed-precision context (model.autocast) for sampling and forward passes."""
+    """A fresh mixed-precision context (model.autocast) for the training and reference forward passes."""
+    sample_autocast: Callable[[], AbstractContextManager] = nullcontext
+    """The same for sampling (sampling.autocast)."""
 
 
 class Clock:
@@ -127,7 +129,7 @@ def sample_groups(policy: Policy, cfg: Config, world: World, train_items: Sequen
     mine = world.share(len(items))  # this rank's prompts (all of them on one process)
     rows = [items[p] for p in mine for _ in range(G)]
     rows_global = [p * G + g for p in mine for g in range(G)]  # noise keys: the same on any number of ranks
-    with policy.autocast():
+    with policy.sample_autocast():
         rollout = sample(policy.model, policy.tokenizer, [it.prompt for it in rows], rows_global, seed=c.train.seed,
                          step=step, temperature=c.sampling.temperature, top_p=c.sampling.top_p,
                          max_new_tokens=c.sampling.max_new_tokens, batch_size=c.sampling.batch_size,

@@ -28,12 +28,12 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from rlino.config import Config, check_config, eval_max_new_tokens, load_config, save_config
+from rlino.config import Config, check_config, eval_max_new_tokens, load_config, sampling_autocast, save_config
 from rlino.distributed import init_world, local_device
 from rlino.errors import RlinoError
 from rlino.evaluate import evaluate
 from rlino.lora import attach_lora, resume_lora
-from rlino.models import autocast, load_model, resolve_device, save_model
+from rlino.models import autocast, load_model, precision_note, resolve_device, save_model
 from rlino.objectives import Method, resolve_method
 from rlino.run_folder import CONFIG, EVAL_SAMPLES, METRICS, STATE_FILE, RunFolder
 from rlino.schedule import lr_schedule
@@ -109,6 +109,7 @@ class Run:
             self._resume()
         if self.world.is_main:
             save_config(self.cfg, self.folder.file(CONFIG))
+            tqdm.write(f"rlino: {precision_note(c.model.autocast, sampling_autocast(c), self.device)}", file=sys.stderr)
 
     # the parts of the policy, by their usual names
     model = property(lambda self: self.policy.model)
@@ -120,6 +121,10 @@ class Run:
     def autocast(self):
         """The configured mixed precision (model.autocast) as a fresh context; a no-op for fp32."""
         return autocast(self.cfg.model.autocast, self.device)
+
+    def sample_autocast(self):
+        """The precision of sampling and evaluation (sampling.autocast) as a fresh context."""
+        return autocast(sampling_autocast(self.cfg), self.device)
 
     def _build_policy(self) -> Policy:
         """The policy (with LoRA adapters when configured), its frozen reference when β > 0, AdamW and the schedule;
@@ -153,7 +158,7 @@ class Run:
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=t.learning_rate,
                                       betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_eps, weight_decay=t.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(c))
-        return Policy(model, tokenizer, ref_model, optimizer, scheduler, self.autocast)
+        return Policy(model, tokenizer, ref_model, optimizer, scheduler, self.autocast, self.sample_autocast)
 
     # ---- one step -------------------------------------------------------------------------------------------------
     def train_step(self, step: int) -> StepResult:
@@ -192,7 +197,7 @@ class Run:
     def evaluate(self, step: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Held-out metrics (eval/ keys) and the logged held-out responses."""
         c = self.cfg
-        with self.autocast():
+        with self.sample_autocast():
             result = evaluate(self.model, self.tokenizer, self.task, self.eval_items, seed=c.train.seed,
                               temperature=c.eval.temperature, top_p=c.eval.top_p, max_new_tokens=eval_max_new_tokens(c),
                               batch_size=c.sampling.batch_size, log_samples=c.eval.log_samples, world=self.world,
