@@ -8,7 +8,8 @@ TRL is a benchmark-only extra (`pip install -e .[bench]`); without it, pass `--n
 `--threads` (torch threads per worker) defaults to every core; on a machine that other jobs keep busy, use 1.
 
 The work of a step, the same for every contender: 4 prompts x 8 responses, 128 new tokens each, temperature 1.0,
-top-p 1.0, fp32 on the CPU, one AdamW update (lr 1e-5, gradient clipping at 1.0) on all 32 responses in
+top-p 1.0, on the CPU in fp32 (and, for the `bf16` rows, under bf16 autocast with fp32 weights and optimizer
+state: TRL's `bf16=True`), one AdamW update (lr 1e-5, gradient clipping at 1.0) on all 32 responses in
 micro-batches of 16, no gradient checkpointing, no vLLM. The models are random Qwen2-architecture models with the
 byte tokenizer, built locally: `1m` (hidden 128, 4 layers, ~1.0M parameters) and `30m` (hidden 512, 8 layers,
 ~31.6M parameters). Their end-of-sequence logit is held ~100 below every other logit (see `never_stop_`), so no
@@ -34,7 +35,13 @@ library is changed):
 
 Model FLOPs: 2·N per token for a forward (prefill and sampled tokens), 6·N for forward+backward, with N the
 parameter count (the tied embedding counted once, as the output projection); attention-score FLOPs are left out.
-MFU = model FLOP/s over the fp32 matrix-multiply rate measured here (torch.mm, n = 1024 and 2048, the best).
+MFU = model FLOP/s over the matrix-multiply rate measured here (torch.mm, n = 1024 and 2048, the best), once against
+the fp32 rate and once against the bf16 rate.
+
+rlino's rows sample with the lean decode step (`sampling.engine = "lean"`) except `rlino grpo hf`, the model's own
+forward; `hf generate` is `model.generate` with its dynamic cache, `hf generate static` with
+`cache_implementation="static"`. The sampling ratios divide rlino's sampling time by `generate`'s time for the same
+32 x 128 tokens in the same round.
 """
 
 from __future__ import annotations
@@ -82,16 +89,23 @@ class Contender:
     side: str  # rlino, trl, generate
     method: str | None = None
     beta: float = 0.0
+    precision: str = "fp32"  # fp32, or bf16 autocast (fp32 weights and optimizer state) for training and sampling
+    engine: str = "lean"  # rlino's sampling.engine; for `generate`, the cache: dynamic or static
 
 
 CONTENDERS = [
     Contender("rlino grpo", "rlino", "grpo", 0.04),
+    Contender("rlino grpo hf", "rlino", "grpo", 0.04, engine="hf"),
     Contender("rlino grpo b=0", "rlino", "grpo", 0.0),
     Contender("rlino fisft_pos_neg", "rlino", "fisft_pos_neg", 0.0),
     Contender("rlino fisft_pos", "rlino", "fisft_pos", 0.0),
+    Contender("rlino grpo bf16", "rlino", "grpo", 0.04, precision="bf16"),
     Contender("trl grpo", "trl", "grpo", 0.04),
     Contender("trl grpo b=0", "trl", "grpo", 0.0),
-    Contender("hf generate", "generate"),
+    Contender("trl grpo bf16", "trl", "grpo", 0.04, precision="bf16"),
+    Contender("hf generate", "generate", engine="dynamic"),
+    Contender("hf generate static", "generate", engine="static"),
+    Contender("hf generate bf16", "generate", precision="bf16", engine="dynamic"),
 ]
 BY_NAME = {c.name: c for c in CONTENDERS}
 
@@ -103,12 +117,21 @@ PLANS = {
     "quick": {"1m": dict(warmup=1, rounds=3, steps=1)},
 }
 
-# (numerator, denominator, target): the ratios the issue sets targets on, and the comparisons reported with them
+# (numerator, denominator, target): the ratios the issue sets targets on, and the comparisons reported with them;
+# step times, except SAMPLE_RATIOS: the numerator's sampling time over `generate`'s time for the same 32 x 128 tokens
 RATIOS = [
     ("rlino grpo", "trl grpo", 0.5),
     ("rlino grpo b=0", "trl grpo b=0", 0.5),
+    ("rlino grpo bf16", "trl grpo bf16", 0.5),
+    ("rlino grpo hf", "rlino grpo", None),
     ("rlino fisft_pos_neg", "rlino grpo", 0.7),
     ("rlino fisft_pos", "rlino grpo", None),
+]
+SAMPLE_RATIOS = [
+    ("rlino grpo", "hf generate", 0.5),
+    ("rlino grpo", "hf generate static", 0.5),
+    ("rlino grpo hf", "hf generate", None),
+    ("rlino grpo bf16", "hf generate bf16", 0.5),
 ]
 
 
@@ -159,7 +182,8 @@ def rlino_overrides(contender: Contender, model_dir: str | Path) -> list[str]:
         "train.max_grad_norm=1.0", "train.weight_decay=0.0", f"train.seed={SEED}", "train.save_every=0",
         "train.log_samples=0", "train.steps=1000000",
         f"sampling.max_new_tokens={MAX_NEW_TOKENS}", f"sampling.temperature={TEMPERATURE}", f"sampling.top_p={TOP_P}",
-        f"sampling.batch_size={PROMPTS_PER_STEP * GROUP_SIZE}",
+        f"sampling.batch_size={PROMPTS_PER_STEP * GROUP_SIZE}", f"sampling.engine='{contender.engine}'",
+        f"model.autocast='{'bf16' if contender.precision == 'bf16' else 'off'}'", "sampling.autocast='model'",
         "eval.every=0",
     ]
 
@@ -167,7 +191,8 @@ def rlino_overrides(contender: Contender, model_dir: str | Path) -> list[str]:
 def trl_config_kwargs(contender: Contender, output_dir: str | Path) -> dict[str, Any]:
     """Keyword arguments of TRL's GRPOConfig for a contender: one optimizer step = one generation of 32."""
     return dict(
-        output_dir=str(output_dir), use_cpu=True, bf16=False, fp16=False, seed=SEED, data_seed=SEED,
+        output_dir=str(output_dir), use_cpu=True, bf16=contender.precision == "bf16", fp16=False, seed=SEED,
+        data_seed=SEED,
         # 16 completions per micro-batch x 2 accumulation steps = 32 = 4 prompts x 8 generations per optimizer step;
         # steps_per_generation defaults to gradient_accumulation_steps, so one generation feeds exactly one update
         per_device_train_batch_size=MICRO_BATCH,
@@ -277,21 +302,24 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def matmul_gflops(threads: int, sizes=(1024, 2048), seconds: float = 0.6) -> dict[str, float]:
-    """fp32 torch.mm rate in GFLOP/s at n x n, best of a few repeats."""
+def matmul_gflops(threads: int, sizes=(1024, 2048), seconds: float = 0.6) -> dict[str, dict[str, float]]:
+    """torch.mm rate in GFLOP/s at n x n, best of a few repeats, in fp32 and in bf16 (native on CPUs with
+    AVX-512 BF16 or AMX; emulated, and slow, elsewhere)."""
     import torch
 
     torch.set_num_threads(threads)
-    out = {}
-    for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        a @ b
-        best, t_end = 0.0, time.perf_counter() + seconds
-        while time.perf_counter() < t_end:
-            t0 = time.perf_counter()
+    out: dict[str, dict[str, float]] = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        out[name] = {}
+        for n in sizes:
+            a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
             a @ b
-            best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
-        out[str(n)] = best
+            best, t_end = 0.0, time.perf_counter() + seconds
+            while time.perf_counter() < t_end:
+                t0 = time.perf_counter()
+                a @ b
+                best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
+            out[name][str(n)] = best
     return out
 
 
@@ -364,7 +392,7 @@ def rlino_worker(contender: Contender, model_dir: str, out_dir: str) -> None:
     serve(one_step, dict(params=params, threads=torch.get_num_threads()))
 
 
-def generate_worker(model_dir: str) -> None:
+def generate_worker(contender: Contender, model_dir: str) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -372,6 +400,7 @@ def generate_worker(model_dir: str) -> None:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     eos = tok.eos_token_id
     step = 0
+    cache = {"cache_implementation": "static"} if contender.engine == "static" else {}
 
     def one_step() -> dict:
         nonlocal step
@@ -379,9 +408,9 @@ def generate_worker(model_dir: str) -> None:
         prompts = step_prompts(step)
         enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
         t0, c0 = time.perf_counter(), time.process_time()
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=contender.precision == "bf16"):
             out = model.generate(**enc, do_sample=True, temperature=TEMPERATURE, top_p=TOP_P, top_k=0,
-                                 max_new_tokens=MAX_NEW_TOKENS, pad_token_id=eos)
+                                 max_new_tokens=MAX_NEW_TOKENS, pad_token_id=eos, **cache)
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         new = out[:, enc["input_ids"].shape[1]:]
         is_eos = (new == eos).long()
@@ -499,7 +528,7 @@ def worker_main(spec: dict) -> None:
     elif contender.side == "trl":
         trl_worker(contender, spec["model_dir"], spec["out_dir"])
     else:
-        generate_worker(spec["model_dir"])
+        generate_worker(contender, spec["model_dir"])
 
 
 # ---- the parent: interleave, summarise, print, write JSON ----------------------------------------------------------
@@ -565,7 +594,8 @@ def model_flops(params: int, rec: dict, contender: Contender) -> dict[str, float
     return out
 
 
-def summarise(workers: list[Worker], peak_gflops: float) -> dict[str, dict]:
+def summarise(workers: list[Worker], peaks: dict[str, float]) -> dict[str, dict]:
+    """Per contender: medians of the step and its split, tokens/s, MFU against the fp32 and the bf16 matmul rate."""
     out = {}
     for w in workers:
         c, recs = w.contender, w.records
@@ -574,12 +604,15 @@ def summarise(workers: list[Worker], peak_gflops: float) -> dict[str, dict]:
         step = median([r["step_s"] for r in recs])
         split = {k: median([r["parts"].get(k, 0.0) for r in recs]) for k in parts}
         total_flops = median([sum(f.values()) for f in flops])
-        mfu = {"step": total_flops / step / (peak_gflops * 1e9)}
-        for k in ("sample", "fwd_bwd"):
-            if split.get(k):
-                mfu[k] = median([f[k] for f in flops if k in f]) / split[k] / (peak_gflops * 1e9)
+        mfu: dict[str, dict[str, float]] = {}
+        for precision, peak_gflops in peaks.items():
+            mfu[precision] = {"step": total_flops / step / (peak_gflops * 1e9)}
+            for k in ("sample", "fwd_bwd"):
+                if split.get(k):
+                    mfu[precision][k] = median([f[k] for f in flops if k in f]) / split[k] / (peak_gflops * 1e9)
         out[c.name] = dict(
-            side=c.side, method=c.method, beta=c.beta, params=w.info["params"], steps_timed=len(recs),
+            side=c.side, method=c.method, beta=c.beta, precision=c.precision, engine=c.engine,
+            params=w.info["params"], steps_timed=len(recs),
             step_s=step, step_s_all=[round(r["step_s"], 4) for r in recs], cpu_s=median([r["cpu_s"] for r in recs]),
             warmup_step_s=[round(r["step_s"], 4) for r in w.warmup], split_s=split,
             responses=sorted({r["responses"] for r in recs}), tokens=sorted({r["tokens"] for r in recs}),
@@ -591,17 +624,20 @@ def summarise(workers: list[Worker], peak_gflops: float) -> dict[str, dict]:
 
 
 def paired_ratios(workers: dict[str, Worker]) -> list[dict]:
-    """Per ratio: the median over rounds of (numerator's median step / denominator's median step) in that round."""
+    """Per ratio: the median over rounds of (numerator's median step / denominator's median step) in that round;
+    for the sampling ratios, the numerator's sampling time over `generate`'s step (which is all sampling)."""
     out = []
-    for num, den, target in RATIOS:
-        if num not in workers or den not in workers:
-            continue
-        a, b = workers[num].rounds, workers[den].rounds
-        per_round = [x["step_s"] / y["step_s"] for x, y in zip(a, b)]
-        cpu = [x["cpu_s"] / y["cpu_s"] for x, y in zip(a, b)]
-        value = median(per_round)
-        out.append(dict(numerator=num, denominator=den, ratio=value, per_round=[round(r, 4) for r in per_round],
-                        cpu_ratio=median(cpu), target=target, holds=None if target is None else value <= target))
+    for kind, ratios, key in (("step", RATIOS, "step_s"), ("sample", SAMPLE_RATIOS, "sample_s")):
+        for num, den, target in ratios:
+            if num not in workers or den not in workers:
+                continue
+            a, b = workers[num].rounds, workers[den].rounds
+            per_round = [x[key] / y["step_s"] for x, y in zip(a, b)]
+            cpu = [x["cpu_s"] / y["cpu_s"] for x, y in zip(a, b)]
+            value = median(per_round)
+            out.append(dict(kind=kind, numerator=num, denominator=den, ratio=value,
+                            per_round=[round(r, 4) for r in per_round], cpu_ratio=median(cpu) if kind == "step"
+                            else None, target=target, holds=None if target is None else value <= target))
     return out
 
 
@@ -625,17 +661,18 @@ def run_size(size: str, plan: dict, contenders: list[Contender], threads: int, w
                 recs = w.run(plan["steps"])
                 w.records += recs
                 w.rounds.append(dict(step_s=median([x["step_s"] for x in recs]),
-                                     cpu_s=median([x["cpu_s"] for x in recs])))
+                                     cpu_s=median([x["cpu_s"] for x in recs]),
+                                     sample_s=median([x["parts"].get("sample") for x in recs])))
             say(f"[{size}] round {r + 1}/{plan['rounds']}: " + ", ".join(
                 f"{w.contender.name} {w.rounds[-1]['step_s']:.2f}s" for w in workers))
     finally:
         for w in workers:
             w.close()
-    rates = {n: median([m[n] for m in matmul]) for n in matmul[0]}
-    peak = max(rates.values())
+    rates = {prec: {n: median([m[prec][n] for m in matmul]) for n in matmul[0][prec]} for prec in matmul[0]}
+    peaks = {prec: max(r.values()) for prec, r in rates.items()}
     by_name = {w.contender.name: w for w in workers}
     return dict(model=dict(size=size, **SIZES[size], params=workers[0].info["params"]), plan=plan,
-                matmul_gflops=rates, peak_gflops=peak, contenders=summarise(workers, peak),
+                matmul_gflops=rates, peak_gflops=peaks, contenders=summarise(workers, peaks),
                 ratios=paired_ratios(by_name))
 
 
@@ -643,30 +680,40 @@ def fmt(x, digits=2):
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def markdown(cols: list[str], rows: list[list]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(cols, *rows)]
+    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    return "\n".join([line(cols), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in rows])
+
+
+def pct(mfu: dict, key: str) -> str:
+    """MFU against the fp32 / the bf16 matmul rate."""
+    return " / ".join("-" if key not in mfu[p] else f"{100 * mfu[p][key]:.0f}%" for p in ("fp32", "bf16"))
+
+
 def table(results: dict) -> str:
+    """The contenders' table, then the ratios' (step ratios and sampling ratios, with their targets)."""
     cols = ["model", "contender", "step s", "cpu s", "sample", "score", "ref", "fwd-bwd", "optim", "other",
-            "resp x tok", "sample tok/s", "MFU", "MFU f-b", "RSS MB (+step)", "ratio"]
-    rows = []
+            "resp x tok", "sample tok/s", "MFU fp32/bf16", "MFU f-b", "RSS MB (+step)"]
+    rows, ratio_rows = [], []
     for size, res in results["sizes"].items():
-        ratios = {r["numerator"]: r for r in res["ratios"]}
+        label = f"{size} ({res['model']['params'] / 1e6:.1f}M)"
         for name, c in res["contenders"].items():
             s = c["split_s"]
             per_response = "/".join(str(t // max(c["responses"][0], 1)) for t in c["tokens"])
             tok = f"{'/'.join(map(str, c['responses']))} x {per_response}"
-            r = ratios.get(name)
-            ratio = "" if r is None else (f"{r['ratio']:.2f}x {r['denominator']}"
-                                          + ("" if r["target"] is None else
-                                             f" (<= {r['target']}: {'yes' if r['holds'] else 'NO'})"))
-            mfu_fb = "-" if "fwd_bwd" not in c["mfu"] else f"{100 * c['mfu']['fwd_bwd']:.0f}%"
             rss = f"{c['peak_rss_mb']:.0f} (+{c['step_rss_growth_mb']:.0f})"
-            rows.append([f"{size} ({c['params'] / 1e6:.1f}M)", name, fmt(c["step_s"]), fmt(c["cpu_s"]),
-                         fmt(s.get("sample")), fmt(s.get("score"), 3), fmt(s.get("ref")), fmt(s.get("fwd_bwd")),
-                         fmt(s.get("optimizer")), fmt(s.get("other")), tok, fmt(c["sample_tokens_per_s"], 0),
-                         f"{100 * c['mfu']['step']:.0f}%", mfu_fb, rss, ratio])
-    widths = [max(len(str(x)) for x in col) for col in zip(cols, *rows)]
-    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    out = [line(cols), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in rows]
-    return "\n".join(out)
+            rows.append([label, name, fmt(c["step_s"]), fmt(c["cpu_s"]), fmt(s.get("sample")),
+                         fmt(s.get("score"), 3), fmt(s.get("ref")), fmt(s.get("fwd_bwd")), fmt(s.get("optimizer")),
+                         fmt(s.get("other")), tok, fmt(c["sample_tokens_per_s"], 0), pct(c["mfu"], "step"),
+                         pct(c["mfu"], "fwd_bwd"), rss])
+        for r in res["ratios"]:
+            what = "step / step" if r["kind"] == "step" else "sampling / generate"
+            target = "" if r["target"] is None else f"<= {r['target']}: {'yes' if r['holds'] else 'NO'}"
+            ratio_rows.append([label, r["numerator"], r["denominator"], what, fmt(r["ratio"]), target,
+                               " ".join(f"{x:.2f}" for x in r["per_round"])])
+    return (markdown(cols, rows) + "\n\n" + markdown(["model", "numerator", "denominator", "times", "ratio",
+                                                       "target", "per round"], ratio_rows))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -730,8 +777,9 @@ def main(argv: list[str] | None = None) -> int:
     results["load_average_after"] = os.getloadavg()
     text = table(results)
     print(text)
-    print(f"\nwall time {results['wall_s']:.0f} s; fp32 matmul rate " + "; ".join(
-        f"{size}: {res['peak_gflops']:.0f} GFLOP/s" for size, res in results["sizes"].items())
+    print(f"\nwall time {results['wall_s']:.0f} s; matmul rate fp32 / bf16 " + "; ".join(
+        f"{size}: {res['peak_gflops']['fp32']:.0f} / {res['peak_gflops']['bf16']:.0f} GFLOP/s"
+        for size, res in results["sizes"].items())
         + f"; load average after {results['load_average_after'][0]:.1f}")
     out = a.out or ROOT / "benchmarks" / "results" / f"steps-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -35,8 +35,12 @@ def test_every_contender_does_the_same_work_per_step():
     # the TRL comparisons are made at the same beta as rlino's
     assert {c.beta for c in TRAINERS if c.side == "trl"} == {c.beta for c in TRAINERS if c.method == "grpo"
                                                             and c.side == "rlino"} == {0.0, 0.04}
-    for num, den, _ in bench.RATIOS:
+    for num, den, _ in bench.RATIOS + bench.SAMPLE_RATIOS:
         assert num in bench.BY_NAME and den in bench.BY_NAME
+        # like with like: the same precision on both sides of every ratio
+        assert bench.BY_NAME[num].precision == bench.BY_NAME[den].precision, (num, den)
+    for _num, den, _ in bench.SAMPLE_RATIOS:
+        assert bench.BY_NAME[den].side == "generate"
 
 
 def test_rlino_configuration_loads_and_matches_the_contender(tmp_path):
@@ -49,6 +53,8 @@ def test_rlino_configuration_loads_and_matches_the_contender(tmp_path):
         method = validate(cfg)
         assert (method.name, method.beta) == (c.method, c.beta)
         assert method.epochs_per_batch == 1 and cfg.model.dtype == "float32"
+        assert cfg.model.autocast == ("bf16" if c.precision == "bf16" else "off")
+        assert cfg.sampling.autocast == "model" and cfg.sampling.engine == c.engine
         assert cfg.sampling.batch_size >= cfg.train.prompts_per_step * cfg.train.group_size  # one generation batch
         assert cfg.train.micro_batch_size == bench.MICRO_BATCH
     task = load_task("bench_steps:make_task")
@@ -68,7 +74,8 @@ def test_trl_configuration_builds_one_generation_of_32_per_optimizer_step(tmp_pa
         assert args.per_device_train_batch_size == bench.MICRO_BATCH
         assert args.max_completion_length == 128 and args.temperature == 1.0 and args.top_p == 1.0
         assert (args.beta, args.loss_type) == (c.beta, "grpo") and not args.mask_truncated_completions
-        assert not (args.bf16 or args.fp16 or args.gradient_checkpointing or args.use_vllm)
+        assert args.bf16 == (c.precision == "bf16")
+        assert not (args.fp16 or args.gradient_checkpointing or args.use_vllm)
         assert args.use_cpu and args.learning_rate == bench.LEARNING_RATE and args.max_grad_norm == 1.0
 
 

@@ -66,7 +66,7 @@ def test_missing_config_file(tmp_path):
     (["sampling.temperature=0"], "sampling.temperature must be > 0"),
     (["train.prompts_per_step=0"], "train.prompts_per_step must be >= 1"),
     (["train.lr_schedule=step"], "train.lr_schedule must be constant, linear or cosine"),
-    (["sampling.engine=fast"], "sampling.engine must be one of hf, lean, got 'fast'"),
+    (["sampling.engine=fast"], "sampling.engine must be one of auto, hf, lean, got 'fast'"),
     (["method.epochs_per_batch=0"], "method.epochs_per_batch must be >= 1"),
 ])
 def test_invalid_settings(overrides, message):

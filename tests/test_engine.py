@@ -100,6 +100,35 @@ def test_an_uncovered_architecture_falls_back_with_a_notice():
     assert lean.texts == ref.texts
 
 
+def test_auto_takes_the_lean_step_where_it_covers_the_model_and_falls_back_silently(covered, monkeypatch):
+    """`auto` (the config default) decodes with the lean step on a covered model, and with the model's forward,
+    without a notice, on one it does not cover."""
+    import warnings
+
+    import rlino.rollout
+
+    steps = []
+
+    class Spy(LeanDecoder):
+        def step(self, *args):
+            steps.append(1)
+            return super().step(*args)
+
+    monkeypatch.setattr(rlino.rollout, "LeanDecoder", Spy)
+    model, tok = covered
+    sample(model, tok, PROMPTS, list(range(len(PROMPTS))), engine="auto", **KW)
+    assert len(steps) > 0
+    steps.clear()
+    sample(model, tok, PROMPTS, list(range(len(PROMPTS))), engine="hf", **KW)
+    assert steps == []
+    gpt2, gtok = byte_model("gpt2")
+    ref = sample(gpt2, gtok, PROMPTS, list(range(len(PROMPTS))), engine="hf", **KW)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        auto = sample(gpt2, gtok, PROMPTS, list(range(len(PROMPTS))), engine="auto", **KW)
+    assert auto.texts == ref.texts and steps == []
+
+
 def test_lora_wrapped_projections_are_not_covered():
     from conftest import build_sharp
 

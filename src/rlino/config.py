@@ -137,10 +137,11 @@ class SamplingConfig:
     """Maximum response length in tokens; longer responses are truncated (and counted in truncated_frac)."""
     batch_size: int = 64
     """Sequences generated together; the responses sampled do not depend on it (noise is counter-based)."""
-    engine: str = "hf"
-    """The decode step of sampling and evaluation: `hf` (the model's own forward, the reference) or `lean`
-    (`rlino.engine`: a hand-written step for Qwen2 / Llama / Mistral, same math in another floating-point order;
-    other models fall back to `hf` with a notice). See docs/performance.md."""
+    engine: str = "auto"
+    """The decode step of sampling and evaluation: `auto` (`lean` where it covers the model, else `hf`), `hf` (the
+    model's own forward, the reference) or `lean` (`rlino.engine`: a hand-written step for Qwen2 / Llama / Mistral,
+    the same math in another floating-point order; other models fall back to `hf` with a notice). See
+    docs/performance.md."""
     autocast: str = "model"
     """Mixed precision of sampling and held-out evaluation: `model` (the same as model.autocast), `auto`, `bf16` or
     `off`. A choice apart from training's because bf16 sampling changes which tokens are drawn (the sampler and the
@@ -276,7 +277,7 @@ def save_config(cfg: Config, path: str | Path) -> None:
 
 AUTOCAST_MODES = ("auto", "bf16", "off")
 LR_SCHEDULES = ("constant", "linear", "cosine")
-ENGINES = ("hf", "lean")
+ENGINES = ("auto", "hf", "lean")
 ALL_LINEAR = "all-linear"
 
 

@@ -219,16 +219,17 @@ def _grow_in_place(cache, capacity: int) -> None:
 
 
 class _Decoder:
-    """The decode loop's next-token forward: the model's own (`hf`), or the lean step of `rlino.engine` (`lean`)."""
+    """The decode loop's next-token forward: the model's own (`hf`), or the lean step of `rlino.engine` (`lean`;
+    `auto`: lean where it covers the model)."""
 
     def __init__(self, model, cache, cache_arg: str, engine: str, capacity: int):
         self.model, self.cache, self.cache_arg, self.lean = model, cache, cache_arg, None
-        if engine == "lean":
+        if engine in ("lean", "auto"):
             reason = unsupported(model) or (None if isinstance(getattr(cache, "layers", None), list)
                                             else "a cache without per-layer keys and values")
             if reason is None:
                 self.lean = LeanDecoder(model, cache, capacity)
-            else:
+            elif engine == "lean":  # asked for by name: say why it is not used (`auto` falls back silently)
                 notice_fallback(reason)
         if self.lean is None:
             _grow_in_place(cache, capacity)
