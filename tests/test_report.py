@@ -14,7 +14,7 @@ from matplotlib.colors import to_rgba
 from rlino.errors import RlinoError
 from rlino.report import build_report
 from rlino.report.results import length_slope
-from rlino.stats import ols_slope, t_quantile_975, wilson_interval
+from rlino.stats import ols_slope, seed_interval, t_quantile_975, wilson_interval
 
 N_ITEMS = 200
 XSS = "<script>alert('x')</script>"
@@ -111,6 +111,17 @@ def test_t_quantile_and_wilson():
     assert t_quantile_975(31) == pytest.approx(2.0395, abs=2e-4)
     assert t_quantile_975(120) == pytest.approx(1.9799, abs=2e-4)
     assert wilson_interval(0.5, 100) == pytest.approx((0.4038, 0.5962), abs=1e-4)
+
+
+def test_seed_interval_by_hand():
+    """Three seeds at 20, 30 and 25%: mean 25, sd 5 points, half-width t(2) · 5 / √3 = 4.303 · 2.88675 = 12.4217."""
+    got = seed_interval([0.2, 0.3, 0.25])
+    assert got["mean"] == pytest.approx(0.25) and got["sd"] == pytest.approx(0.05) and got["n"] == 3
+    assert (got["lo"], got["hi"]) == pytest.approx((0.25 - 0.1242169, 0.25 + 0.1242169), abs=1e-6)
+    assert seed_interval([0.4, 0.4])["lo"] == pytest.approx(0.4)  # no spread, no width
+    assert seed_interval([0.3]) == {"mean": 0.3, "lo": None, "hi": None, "sd": None, "n": 1}
+    with pytest.raises(ValueError):
+        seed_interval([])
 
 
 # ---- the report ----------------------------------------------------------------------------------------------------

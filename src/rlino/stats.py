@@ -52,3 +52,21 @@ def ols_slope(xs: list[float], ys: list[float]) -> dict[str, Any] | None:
     sse = sum((y - intercept - slope * x) ** 2 for x, y in zip(xs, ys))
     half = t_quantile_975(n - 2) * math.sqrt(sse / (n - 2) / sxx)
     return {"slope": slope, "lo": slope - half, "hi": slope + half, "n": n}
+
+
+def seed_interval(values: list[float]) -> dict[str, Any]:
+    """The mean of a figure measured once per seed, with a 95% t-interval over the seeds (df = seeds - 1).
+
+    Each seed's value already carries that run's evaluation noise, so the interval covers both the between-seed
+    spread and the items evaluated; with one seed no spread can be estimated and `lo`/`hi` are None.
+    Returns {"mean", "lo", "hi", "sd", "n"}.
+    """
+    n = len(values)
+    if n == 0:
+        raise ValueError("seed_interval needs at least one value")
+    mean = fmean(values)
+    if n == 1:
+        return {"mean": mean, "lo": None, "hi": None, "sd": None, "n": 1}
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = t_quantile_975(n - 1) * sd / math.sqrt(n)
+    return {"mean": mean, "lo": mean - half, "hi": mean + half, "sd": sd, "n": n}
