@@ -252,18 +252,17 @@ class _Decoder:
 def _prefill(model, cache_arg: str, prompt_ids, prompt_mask, position_ids, share_prompts: bool):
     """The prompts' cache and first logits. A group's G rows share one prompt: each distinct prompt is run once
     and its keys and values are copied to the rows that repeat it (where the cache can select rows)."""
-    unique, inverse = torch.unique(torch.cat([prompt_ids, prompt_mask], dim=1), dim=0, return_inverse=True)
-    if not share_prompts or len(unique) == len(prompt_ids):
-        return _step(model, None, cache_arg, input_ids=prompt_ids, attention_mask=prompt_mask,
-                     position_ids=position_ids)
-    width = prompt_ids.shape[1]
-    cache, logits = _step(model, None, cache_arg, input_ids=unique[:, :width], attention_mask=unique[:, width:],
-                          position_ids=(unique[:, width:].cumsum(dim=1) - 1).clamp(min=0))
-    if not hasattr(cache, "batch_select_indices"):  # a cache that cannot copy rows: prefill every row after all
-        return _step(model, None, cache_arg, input_ids=prompt_ids, attention_mask=prompt_mask,
-                     position_ids=position_ids)
-    cache.batch_select_indices(inverse)
-    return cache, logits[inverse]
+    if share_prompts:
+        unique, inverse = torch.unique(torch.cat([prompt_ids, prompt_mask], dim=1), dim=0, return_inverse=True)
+        if len(unique) < len(prompt_ids):
+            width = prompt_ids.shape[1]
+            cache, logits = _step(model, None, cache_arg, input_ids=unique[:, :width],
+                                  attention_mask=unique[:, width:],
+                                  position_ids=(unique[:, width:].cumsum(dim=1) - 1).clamp(min=0))
+            if hasattr(cache, "batch_select_indices"):  # else a cache that cannot copy rows: prefill every row
+                cache.batch_select_indices(inverse)
+                return cache, logits[inverse]
+    return _step(model, None, cache_arg, input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position_ids)
 
 
 @torch.no_grad()
