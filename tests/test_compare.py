@@ -6,6 +6,7 @@ import io
 import json
 import math
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from rlino.tasks import load_task
 SMALL = """
 [compare]
 arms = ["grpo", {name = "fisft_pos_neg_tokmean", method = "fisft_pos_neg", set = ["method.aggregation=token-mean"]}]
+seeds = 2
 
 [model]
 name_or_path = "embedded:tiny"
@@ -45,6 +47,8 @@ temperature = 1.0
 log_samples = 16
 """
 N_HELD_OUT = 16  # eval.num_items; log_samples = 16 puts every held-out response in the run files
+SEEDS = ("seed-0", "seed-1")
+T975_1DF = 12.706  # Student's t, 0.975 quantile, 1 degree of freedom (two seeds), from a printed table
 
 
 def jsonl(path: Path) -> list[dict]:
@@ -74,7 +78,8 @@ def small(tmp_path_factory) -> tuple[Path, Path, str]:
 
 
 def test_small_compare_writes_the_report(small, capsys):
-    """A compare writes every file, trains the arms on the same prompts, re-renders; --resume skips finished arms."""
+    """A 2-arm x 2-seed compare writes a run folder per arm and seed, the scorecard and every file; the arms of one
+    seed see the same prompts, another seed other prompts; --resume skips finished runs."""
     cfg, out, printed = small
     assert f"report: {out / 'report.html'}" in printed
     for name in ("report.html", "report.md", "results.json", "base/eval.json", "compare.toml"):
@@ -83,52 +88,91 @@ def test_small_compare_writes_the_report(small, capsys):
     assert list(results["arms"]) == ["grpo", "fisft_pos_neg_tokmean"]
     assert results["arms"]["fisft_pos_neg_tokmean"]["aggregation"] == "token-mean"
     for arm in results["arms"].values():
-        assert arm["steps"] == 3
-    # every arm saw the same prompts in the same order
-    prompts = [[json.loads(s)["prompt"] for s in (out / "runs" / a / "samples.jsonl").read_text().splitlines()]
-               for a in results["arms"]]
-    assert prompts[0] == prompts[1]
+        assert arm["steps"] == 3 and arm["seeds"] == list(SEEDS) and list(arm["per_seed"]) == list(SEEDS)
+        assert [arm["per_seed"][k]["seed"] for k in SEEDS] == [0, 1]
+    prompts = {(a, k): [json.loads(s)["prompt"] for s in (out / "runs" / a / k / "samples.jsonl").read_text()
+                        .splitlines()] for a in results["arms"] for k in SEEDS}
+    for k in SEEDS:  # every arm of a seed saw the same prompts in the same order
+        assert prompts[("grpo", k)] == prompts[("fisft_pos_neg_tokmean", k)]
+    assert prompts[("grpo", "seed-0")] != prompts[("grpo", "seed-1")]  # a seed changes the prompt order
+    # the scorecard is the report's first section and results.json carries every claim with a verdict
+    md = (out / "report.md").read_text()
+    assert md.split("\n## ")[1].startswith("The paper's claims: scorecard")
+    verdicts = {c["id"]: c["verdict"] for c in results["claims"]}
+    assert len(verdicts) == 7 and verdicts["fisft_neg_collapses"] == "not run"
     # re-rendering from the run folders alone gives the same results
     (out / "results.json").unlink()
     assert main(["report", str(out)]) == 0
     assert json.loads((out / "results.json").read_text())["arms"] == results["arms"]
-    # a second compare into the same folder needs --resume, which skips the finished arms
+    # a second compare into the same folder needs --resume, which skips the finished runs
     assert main(["compare", str(cfg), "--out", str(out)]) == 2
     assert main(["compare", str(cfg), "--out", str(out), "--resume"]) == 0
-    assert "already finished, skipped" in capsys.readouterr().out
+    assert capsys.readouterr().out.count("already finished, skipped") == 4
+
+
+def test_resume_finishes_only_the_missing_seed(small, tmp_path, capsys):
+    """An interrupted 2 x 2 compare (one seed of one arm never ran, another stopped after its checkpoint) resumes:
+    the finished runs are left byte for byte, the missing ones are run, and the results equal the uninterrupted."""
+    cfg, done, _ = small
+    out = tmp_path / "cmp"
+    shutil.copytree(done, out)
+    shutil.rmtree(out / "runs" / "fisft_pos_neg_tokmean" / "seed-1")
+    kept = {k: snapshot(out / "runs" / a / k) for a in ("grpo", "fisft_pos_neg_tokmean") for k in SEEDS
+            if (a, k) != ("fisft_pos_neg_tokmean", "seed-1")}
+    assert main(["compare", str(cfg), "--out", str(out), "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("already finished, skipped") == 3
+    assert {k: snapshot(out / "runs" / a / k) for a in ("grpo", "fisft_pos_neg_tokmean") for k in SEEDS
+            if (a, k) != ("fisft_pos_neg_tokmean", "seed-1")} == kept
+    redone = jsonl(out / "runs" / "fisft_pos_neg_tokmean" / "seed-1" / "metrics.jsonl")
+    first = jsonl(done / "runs" / "fisft_pos_neg_tokmean" / "seed-1" / "metrics.jsonl")
+    timing = ("step_time_s", "tokens_per_s", "sample_time_s", "update_time_s", "time_s")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in redone] == \
+        [{k: v for k, v in r.items() if k not in timing} for r in first]
 
 
 def test_accuracies_and_table_match_the_run_folders(small):
-    """Each accuracy in results.json and the report table is the share of correct held-out responses logged."""
+    """Each seed's accuracy is the share of correct held-out responses logged; the arm's is their mean with a
+    t-interval over the two seeds, computed here from the counts; the table shows the same numbers."""
     _, out, _ = small
     results = json.loads((out / "results.json").read_text())
     base_samples = json.loads((out / "base" / "eval.json").read_text())["samples"]
     assert [s["uid"] for s in base_samples] == [f"toy-{i}" for i in range(N_HELD_OUT)]  # every held-out item
-    correct = {"Base": sum(s["reward"] == 1.0 for s in base_samples)}
+    base_correct = sum(s["reward"] == 1.0 for s in base_samples)
+    shown_by_hand = {"Base": (100 * base_correct / N_HELD_OUT,
+                              *(100 * v for v in wilson_by_hand(base_correct, N_HELD_OUT)))}
     for arm in results["arms"]:
-        samples = jsonl(out / "runs" / arm / "eval_samples.jsonl")
-        final = [s for s in samples if s["step"] == 3]  # the last step is always evaluated
-        assert [s["uid"] for s in final] == [f"toy-{i}" for i in range(N_HELD_OUT)]
-        correct[arm] = sum(s["reward"] == 1.0 for s in final)
-        logged = [row["eval/accuracy"] for row in jsonl(out / "runs" / arm / "metrics.jsonl") if "eval/accuracy" in row]
-        assert logged[-1] == correct[arm] / N_HELD_OUT
-        assert results["arms"][arm]["accuracy"] == pytest.approx(correct[arm] / N_HELD_OUT, abs=1e-4)
-        assert results["arms"][arm]["delta_vs_base"] == pytest.approx(
-            100 * (correct[arm] - correct["Base"]) / N_HELD_OUT, abs=1e-2)
-    assert results["base"]["accuracy"] == pytest.approx(correct["Base"] / N_HELD_OUT, abs=1e-4)
+        accs = []
+        for k in SEEDS:
+            final = [s for s in jsonl(out / "runs" / arm / k / "eval_samples.jsonl") if s["step"] == 3]
+            assert [s["uid"] for s in final] == [f"toy-{i}" for i in range(N_HELD_OUT)]
+            acc = sum(s["reward"] == 1.0 for s in final) / N_HELD_OUT
+            logged = [row["eval/accuracy"] for row in jsonl(out / "runs" / arm / k / "metrics.jsonl")
+                      if "eval/accuracy" in row]
+            assert logged[-1] == acc
+            assert results["arms"][arm]["per_seed"][k]["accuracy"] == pytest.approx(acc, abs=1e-4)
+            accs.append(acc)
+        # sd of two values |a - b| / sqrt 2, at least the binomial sd on 16 items; half-width t(1) * sd / sqrt 2
+        sd = max(abs(accs[0] - accs[1]) / math.sqrt(2), math.sqrt((accs[0] * (1 - accs[0]) + accs[1] * (1 - accs[1]))
+                                                                  / 2 / N_HELD_OUT))
+        mean, half = (accs[0] + accs[1]) / 2, T975_1DF * sd / math.sqrt(2)
+        got = results["arms"][arm]
+        assert [got["accuracy"], got["accuracy_lo"], got["accuracy_hi"]] == pytest.approx(
+            [mean, max(0.0, mean - half), min(1.0, mean + half)], abs=1e-4)
+        assert got["delta_vs_base"] == pytest.approx(100 * (mean - base_correct / N_HELD_OUT), abs=1e-2)
+        assert got["interval"] == "95% t-interval over 2 seeds (sd at least the evaluation's binomial sd)"
+        shown_by_hand[arm] = (100 * mean, 100 * max(0.0, mean - half), 100 * min(1.0, mean + half))
+    assert results["base"]["accuracy"] == pytest.approx(base_correct / N_HELD_OUT, abs=1e-4)
 
     md = (out / "report.md").read_text()
     lines = md.split("## Results")[1].split("\n\n")[1].splitlines()
     rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines[2:]]
     assert [row[0] for row in rows] == ["Base", "grpo", "fisft_pos_neg_tokmean"]  # one row per arm, plus the base
     for row in rows:
-        k = correct[row[0]]
-        shown = [float(x) for x in row[2].replace("[", "").replace("]", "").replace(",", "").split()]
-        assert shown == pytest.approx([100 * k / N_HELD_OUT, *(100 * v for v in wilson_by_hand(k, N_HELD_OUT))],
-                                      abs=0.051), row
+        shown = [float(x) for x in row[3].replace("[", "").replace("]", "").replace(",", "").split()]
+        assert shown == pytest.approx(list(shown_by_hand[row[0]]), abs=0.051), row
         if row[0] != "Base":
-            assert float(row[3]) == pytest.approx(100 * (k - correct["Base"]) / N_HELD_OUT, abs=0.051), row
-            assert row[6] == "3"
+            assert row[2] == "2" and row[7] == "3"
 
 
 @pytest.mark.parametrize("change", ["set", "file"])
@@ -168,12 +212,21 @@ def test_missing_compare_config(tmp_path, capsys):
 
 
 def test_default_config_matches_the_base_recipe():
+    """The default runs every arm the claims on accuracy and length need (1-4, 7), on 3 seeds, from the base recipe."""
+    from rlino.arms import replicates
+    from rlino.report.claims import judge_claims
+
     raw, shared, arms = load_compare_config(None, [])
-    assert [a.name for a in arms] == ["grpo", "fisft_pos_neg", "fisft_pos"]
+    assert [a.name for a in arms] == ["grpo", "grpo_no_kl", "fisft_pos_neg", "fisft_pos", "fisft_neg"]
+    assert len(replicates(raw["compare"], shared.train.seed)) >= 3
     assert shared.model.name_or_path == "embedded:countdown"
     assert shared.task.options == RECIPE.task_options
-    assert shared.eval.num_items >= 500
+    assert shared.eval.num_items >= 200
     assert arms[0].config(shared).method.name == "grpo"
+    fake = {a.name: {"method": a.method, "aggregation": a.config(shared).method.aggregation, "overrides": [],
+                     "seeds": [], "per_seed": {}} for a in arms}
+    not_run = [c["id"] for c in judge_claims(fake) if c["verdict"] == "not run"]
+    assert not_run == ["aggregation_causes_growth", "fisft_adv_is_grpo_no_kl"]
 
 
 def test_eval_matches_the_trainers_own_evaluation(tmp_path, capsys):
@@ -262,3 +315,46 @@ def test_shared_method_keys_apply_to_every_arm_and_the_arm_set_wins():
     assert (x.name, x.epochs_per_batch, x.neg_weight) == ("fisft_pos_neg", 2, 0.25)
     with pytest.raises(RlinoError, match="method.name does not apply to a compare"):
         load_compare_config(None, ["method.name=grpo"])
+
+
+def test_worker_processes_give_the_same_runs_as_one_process(small, tmp_path, capsys):
+    """compare.workers = 2 trains the runs in two worker processes (one thread each here): every run's logs equal
+    those of the one-process compare, timings aside."""
+    cfg, one, _ = small
+    out = tmp_path / "two"
+    assert main(["compare", str(cfg), "--out", str(out), "--set", "compare.workers=2"]) == 0
+    assert "training 4 runs, 2 at a time" in capsys.readouterr().out
+    timing = ("step_time_s", "tokens_per_s", "sample_time_s", "update_time_s", "time_s")
+    for arm in ("grpo", "fisft_pos_neg_tokmean"):
+        for k in SEEDS:
+            for log in ("metrics.jsonl", "eval_samples.jsonl", "weights.jsonl"):
+                a, b = (jsonl(root / "runs" / arm / k / log) for root in (one, out))
+                assert [{x: v for x, v in r.items() if x not in timing} for r in a] == \
+                    [{x: v for x, v in r.items() if x not in timing} for r in b], (arm, k, log)
+
+
+@pytest.mark.parametrize("line,message", [
+    ("seeds = 0", "compare.seeds must be at least 1"),
+    ("seeds = [1, 2, 1]", "compare.seeds: duplicate seed(s) [1]"),
+    ("seeds = [-1]", "non-negative integer seeds"),
+    ('seeds = "3"', "compare.seeds must be a count"),
+    ("workers = 0", "compare.workers must be an integer >= 1"),
+    ("base_seeds = [0, 1]", "compare.base_seeds needs a base model the comparison builds (embedded:countdown)"),
+    ("base_seeds = [0, 0]", "compare.base_seeds: duplicate seed(s) [0]"),
+])
+def test_bad_seeds_fail_before_anything_runs(tmp_path, line, message, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(SMALL.replace("seeds = 2", line))
+    assert main(["compare", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_seeds_on_the_command_line(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(SMALL)
+    assert main(["compare", str(cfg), "--seeds", "0", "--out", str(tmp_path / "o")]) == 2
+    assert "compare.seeds must be at least 1 (the number of seeds per arm), got 0" in capsys.readouterr().err
+    raw = load_compare_config(cfg, ["compare.seeds=3", "train.seed=5"])[0]
+    from rlino.arms import replicates
+    assert [r.label for r in replicates(raw["compare"], 5)] == ["seed-5", "seed-6", "seed-7"]

@@ -14,7 +14,7 @@ from matplotlib.colors import to_rgba
 from rlino.errors import RlinoError
 from rlino.report import build_report
 from rlino.report.results import length_slope
-from rlino.stats import ols_slope, seed_interval, t_quantile_975, wilson_interval
+from rlino.stats import binomial_sd, ols_slope, seed_interval, t_quantile_975, wilson_interval
 
 N_ITEMS = 200
 XSS = "<script>alert('x')</script>"
@@ -90,7 +90,7 @@ def test_ols_slope_matches_hand_computation():
     # x̄ = 2.5, ȳ = 5, Sxx = 5, Sxy = 11 -> slope 2.2; SSE = 1.8, se = sqrt(0.9 / 5), t(2) = 4.303
     fit = ols_slope([1, 2, 3, 4], [2, 4, 5, 9])
     half = 4.303 * math.sqrt(0.9 / 5)
-    assert fit["slope"] == pytest.approx(2.2)
+    assert fit["slope"] == pytest.approx(2.2) and fit["se"] == pytest.approx(math.sqrt(0.9 / 5))
     assert (fit["lo"], fit["hi"]) == pytest.approx((2.2 - half, 2.2 + half))
     assert ols_slope([1, 2], [3, 4]) is None
 
@@ -119,7 +119,14 @@ def test_seed_interval_by_hand():
     assert got["mean"] == pytest.approx(0.25) and got["sd"] == pytest.approx(0.05) and got["n"] == 3
     assert (got["lo"], got["hi"]) == pytest.approx((0.25 - 0.1242169, 0.25 + 0.1242169), abs=1e-6)
     assert seed_interval([0.4, 0.4])["lo"] == pytest.approx(0.4)  # no spread, no width
-    assert seed_interval([0.3]) == {"mean": 0.3, "lo": None, "hi": None, "sd": None, "n": 1}
+    assert seed_interval([0.3]) == {"mean": 0.3, "lo": None, "hi": None, "sd": None, "sd_used": None, "n": 1}
+    # two seeds at 25.5% on 200 items: no spread, but the measurement alone has sd sqrt(.255 * .745 / 200) = 0.030820
+    floor = binomial_sd([0.255, 0.255], 200)
+    assert floor == pytest.approx(0.0308200, abs=1e-6)
+    got = seed_interval([0.255, 0.255], floor_sd=floor)
+    assert (got["lo"], got["hi"]) == pytest.approx((0.255 - 12.706 * floor / 2 ** 0.5,) * 1 + (0.255 + 12.706 * floor
+                                                                                                / 2 ** 0.5,))
+    assert seed_interval([0.2, 0.3, 0.25], floor_sd=0.01)["hi"] == pytest.approx(0.25 + 0.1242169)  # sd 0.05 wins
     with pytest.raises(ValueError):
         seed_interval([])
 
@@ -229,8 +236,8 @@ def test_table_has_base_and_one_row_per_arm(compare):
     assert names == ["Base", "grpo", "fisft_pos_neg", "fisft_pos"]
     grpo = next(line for line in table if line.startswith("| grpo "))
     assert "60.0 [" in grpo and "+35.0" in grpo and "3 min 20 s" in grpo
-    first_table = (root / "report.html").read_text().split("<table")[1].split("</table>")[0]
-    assert first_table.count("<tr>") == 1 + 4  # header + rows
+    results_table = (root / "report.html").read_text().split("<table")[2].split("</table>")[0]  # after the scorecard
+    assert results_table.count("<tr>") == 1 + 4  # header + rows
 
 
 def test_summary_sentences(compare):
@@ -276,7 +283,7 @@ def test_interrupted_arm_and_missing_compare_toml(tmp_path):
     text = " ".join(results["summary"])
     assert "fisft_neg: no held-out evaluation yet" in text and "stopped at step 8 of the 100" in text
     md = (tmp_path / "report.md").read_text()
-    assert re.search(r"^\| fisft_neg \| fisft_neg \| — \| — \|", md, re.M)
+    assert re.search(r"^\| fisft_neg \| fisft_neg \| 0 \| — \| — \|", md, re.M)  # no finished seed
     assert "compare.toml was not found" in md
 
 
@@ -314,3 +321,35 @@ def test_partial_last_line_is_skipped_but_a_bad_middle_line_is_an_error(tmp_path
     metrics.write_text("not json\n" + metrics.read_text())
     with pytest.raises(RlinoError, match=r"metrics.jsonl, line 1: not valid JSON"):
         build_report(tmp_path)
+
+
+def test_seeds_are_pooled_with_a_t_interval_and_unfinished_seeds_left_out(tmp_path, saved_figures):
+    """runs/<arm>/seed-S/: an arm's accuracy and slopes are the finished seeds' mean with a t-interval over them
+    (by hand: mean ± 4.303·sd/√3), a seed that stopped early is listed and left out, plots draw every seed."""
+    write_base(tmp_path, accuracy=0.25)
+    write_compare_toml(tmp_path, '["grpo", "fisft_pos"]\nseeds = 3')
+    for seed, (final, rate) in enumerate(((0.5, 0.3), (0.6, 0.5), (0.7, 0.7))):
+        write_arm(tmp_path, f"grpo/seed-{seed}", "grpo", final_accuracy=final,
+                  wrong_length=lambda s, r=rate: 40 + r * s)
+        write_arm(tmp_path, f"fisft_pos/seed-{seed}", "fisft_pos", final_accuracy=final / 2,
+                  wrong_length=noisy_flat(seed), steps=100 if seed < 2 else 50, planned_steps=100)
+    results = build_report(tmp_path)
+    grpo, pos = results["arms"]["grpo"], results["arms"]["fisft_pos"]
+    half = 4.303 * 0.1 / math.sqrt(3)  # accuracies 0.5, 0.6, 0.7: sd 0.1
+    assert [grpo["accuracy"], grpo["accuracy_lo"], grpo["accuracy_hi"]] == pytest.approx(
+        [0.6, 0.6 - half, 0.6 + half], abs=1e-4)
+    assert grpo["interval"].startswith("95% t-interval over 3 seeds") and grpo["delta_vs_base"] == pytest.approx(35.0)
+    slope = grpo["length_wrong_slope"]  # 30, 50, 70 tokens per 100 steps: sd 20
+    assert [slope["per_100_steps"], slope["lo"], slope["hi"]] == pytest.approx(
+        [50.0, 50 - 4.303 * 20 / math.sqrt(3), 50 + 4.303 * 20 / math.sqrt(3)], abs=0.01)
+    assert slope["num_seeds"] == 3 and slope["trend"] == "grew"
+    assert pos["seeds"] == ["seed-0", "seed-1"] and pos["unfinished_seeds"] == ["seed-2"]
+    assert pos["accuracy"] == pytest.approx(0.275, abs=1e-4)  # (0.25 + 0.30) / 2, the stopped seed left out
+    assert pos["per_seed"]["seed-2"]["steps"] == 50
+    md = (tmp_path / "report.md").read_text()
+    assert re.search(r"^\| grpo \| 50\.0 \(\+30\.0\) \| 60\.0 \(\+50\.0\) \| 70\.0 \(\+70\.0\) \|", md, re.M)
+    (ax,) = saved_figures["accuracy"].axes
+    assert "grpo (mean of 3 seeds)" in [ln.get_label() for ln in ax.get_lines()]
+    thin = sorted(round(ln.get_ydata()[-1], 3) for ln in ax.get_lines() if ln.get_label().startswith("_")
+                  and len(ln.get_xdata()) == 5)
+    assert thin == pytest.approx([25.0, 30.0, 50.0, 60.0, 70.0], abs=0.01)  # every finished seed's line

@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(c)
     c.add_argument("--out", help="output folder (default: runs/compare-TIMESTAMP)")
     c.add_argument("--quick", action="store_true", help="a shorter profile of the same comparison")
+    c.add_argument("--seeds", type=int, metavar="N", help="run every arm on N seeds (sets compare.seeds)")
     c.add_argument("--resume", action="store_true", help="finish an interrupted comparison in --out")
 
     e = sub.add_parser("eval", help="held-out accuracy (greedy, k samples, pass@k) and lengths of a model")
@@ -69,7 +70,8 @@ def _compare(args) -> None:
     if args.resume and not args.out:
         raise RlinoError("--resume needs --out DIR (the comparison to finish)")
     out = Path(args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}")
-    compare(args.config, args.overrides, out, quick=args.quick, resume=args.resume)
+    overrides = args.overrides + ([] if args.seeds is None else [f"compare.seeds={args.seeds}"])
+    compare(args.config, overrides, out, quick=args.quick, resume=args.resume)
     print(f"report: {out / 'report.html'} (and report.md, results.json)")
 
 

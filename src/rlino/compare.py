@@ -2,11 +2,13 @@
 
 Every arm is an `rlino train` run that differs from the others only in its method settings: same base model, same
 seed, same prompts in the same order, same sampling noise (counter-based, so arms see common random numbers), same
-steps and the same held-out items evaluated at the same steps.
+steps and the same held-out items evaluated at the same steps. With `compare.seeds` every arm runs once per seed
+(`rlino.arms.replicates`), seed by seed, so the arms of one seed are paired and the spread over seeds is measured.
 
-    DIR/compare.toml        the config as run (the [compare] table plus the shared run settings)
-    DIR/base/eval.json      the base model on the held-out items (the step-0 point of every arm)
-    DIR/runs/<arm>/         one run folder per arm
+    DIR/compare.toml             the config as run (the [compare] table plus the shared run settings)
+    DIR/base/eval.json           the base model on the held-out items (the step-0 point of every arm);
+                                 base/base-B/eval.json per base seed B with compare.base_seeds
+    DIR/runs/<arm>/seed-S/       one run folder per arm and seed (base-B-seed-S with compare.base_seeds)
     DIR/results.json, report.md, report.html, plots/   written by `rlino.report.build_report`
 """
 
@@ -19,15 +21,23 @@ from typing import Any
 
 import tomli_w
 
-from rlino.arms import Arm, parse_arms
-from rlino.config import Config, apply_overrides, config_from_dict, eval_max_new_tokens, sampling_autocast
+from rlino.arms import Arm, Replicate, parse_arms, replicates
+from rlino.config import (
+    Config,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    eval_max_new_tokens,
+    sampling_autocast,
+)
 from rlino.errors import RlinoError
 from rlino.files import parse_toml, read_json, read_toml, write_json
 from rlino.run_folder import CompareFolder
 
 DEFAULT_CONFIG = "compare_default.toml"
+BUILT_BASE = "embedded:countdown"  # the one base model a comparison can build with other seeds (compare.base_seeds)
 # The --quick profile: the same comparison, shorter (a first look in a few minutes).
-QUICK = ["train.steps=20", "eval.every=10"]
+QUICK = ["train.steps=10", "eval.every=10", "compare.seeds=2"]
 
 
 def load_compare_config(path: str | Path | None, overrides: list[str], quick: bool = False
@@ -40,9 +50,13 @@ def load_compare_config(path: str | Path | None, overrides: list[str], quick: bo
         data, where = read_toml(path, missing="config file not found"), str(path)
     apply_overrides(data, (QUICK if quick else []) + list(overrides))
     compare = data.pop("compare", {})
-    unknown = set(compare) - {"arms"}
+    unknown = set(compare) - {"arms", "seeds", "base_seeds", "workers"}
     if unknown:
-        raise RlinoError(f"{where}: unknown key(s) in [compare]: {sorted(unknown)} (valid: arms)")
+        raise RlinoError(f"{where}: unknown key(s) in [compare]: {sorted(unknown)} (valid: arms, seeds, base_seeds, "
+                         "workers)")
+    workers = compare.get("workers", 1)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise RlinoError(f"{where}: compare.workers must be an integer >= 1 (runs trained at once), got {workers!r}")
     arms = parse_arms(compare.get("arms"))
     if "name" in data.get("method", {}):
         raise RlinoError(f"{where}: method.name does not apply to a compare: each arm names its method in "
@@ -52,11 +66,27 @@ def load_compare_config(path: str | Path | None, overrides: list[str], quick: bo
 
     for arm in arms:  # every arm must be valid before anything runs
         validate(arm.config(shared))
+    try:
+        reps = replicates(compare, shared.train.seed)
+    except RlinoError as e:
+        raise RlinoError(f"{where}: {e}") from None
+    if reps[0].base_seed is not None and shared.model.name_or_path != BUILT_BASE:
+        raise RlinoError(f"{where}: compare.base_seeds needs a base model the comparison builds ({BUILT_BASE}); "
+                         f"{shared.model.name_or_path} has one set of weights (use compare.seeds)")
     return {"compare": compare, **data}, shared, arms
 
 
-def evaluate_base(shared: Config, out: Path) -> dict[str, Any]:
-    """The base model on the held-out items with the arms' eval settings (plus greedy), saved to base/eval.json."""
+def replicate_config(cfg: Config, rep: Replicate) -> Config:
+    """An arm's config for one replicate: its seed, and its base model when the compare builds several."""
+    data = config_to_dict(cfg)
+    data["train"]["seed"] = rep.seed
+    if rep.base_seed is not None:
+        data["model"]["name_or_path"] = f"{BUILT_BASE}@{rep.base_seed}"
+    return config_from_dict(data, where=f"seed {rep.label}")
+
+
+def evaluate_base(shared: Config, path: Path) -> dict[str, Any]:
+    """The base model on the held-out items with the arms' eval settings (plus greedy), saved to `path`."""
     from rlino.evaluate import evaluate
     from rlino.models import autocast, load_model
     from rlino.tasks import load_task
@@ -74,7 +104,6 @@ def evaluate_base(shared: Config, out: Path) -> dict[str, Any]:
         if c.eval.temperature > 0:
             result["eval/greedy_accuracy"] = evaluate(model, tokenizer, task, items, temperature=0.0, **kw)[
                 "eval/accuracy"]
-    path = CompareFolder(out).base_eval
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, result)
     return result
@@ -90,36 +119,88 @@ def compare(config_path: str | Path | None, overrides: list[str], out: str | Pat
     if folder.config.exists() and not resume:
         raise RlinoError(f"{folder.path} already holds a comparison: pass --resume to finish it, or choose another "
                          "--out")
-    if resume and folder.config.exists() and read_toml(folder.config) != raw:
+    if resume and folder.config.exists() and _results_config(read_toml(folder.config)) != _results_config(raw):
         raise RlinoError(f"--resume {folder.path}: the config differs from the one it was started with")
     folder.path.mkdir(parents=True, exist_ok=True)
     folder.config.write_text(tomli_w.dumps(raw))
-    base = read_json(folder.base_eval) if folder.base_eval.is_file() else evaluate_base(shared, folder.path)
-    log(f"base: held-out accuracy {100 * base['eval/accuracy']:.1f}% "
-        f"[{100 * base['eval/accuracy_lo']:.1f}, {100 * base['eval/accuracy_hi']:.1f}]"
-        + (f", greedy {100 * base['eval/greedy_accuracy']:.1f}%" if "eval/greedy_accuracy" in base else ""))
-    for arm in arms:
-        run_arm(folder, arm, arm.config(shared), log)
+    reps = replicates(raw["compare"], shared.train.seed)
+    for base_seed in dict.fromkeys(rep.base_seed for rep in reps):
+        path = folder.base_eval_for(base_seed)
+        cfg = replicate_config(shared, Replicate(shared.train.seed, base_seed))
+        base = read_json(path) if path.is_file() else evaluate_base(cfg, path)
+        log(f"base{'' if base_seed is None else f' (base seed {base_seed})'}: held-out accuracy "
+            f"{100 * base['eval/accuracy']:.1f}% [{100 * base['eval/accuracy_lo']:.1f}, "
+            f"{100 * base['eval/accuracy_hi']:.1f}]"
+            + (f", greedy {100 * base['eval/greedy_accuracy']:.1f}%" if "eval/greedy_accuracy" in base else ""))
+    # seed by seed: an interrupted compare has whole seeds to report
+    units = [(arm, rep, replicate_config(arm.config(shared), rep)) for rep in reps for arm in arms]
+    run_units(folder, units, raw["compare"].get("workers", 1), log)
     results = build_report(folder.path)
     for name, r in results["arms"].items():
         log(one_line_summary(name, r, results["base"]))
     return results
 
 
-def run_arm(folder: CompareFolder, arm: Arm, cfg: Config, log=print) -> None:
-    """Train one arm to its last step: skipped when finished, resumed from its last checkpoint, else from scratch."""
+def _results_config(raw: dict[str, Any]) -> dict[str, Any]:
+    """The config without the keys that do not change results (compare.workers), for --resume's check."""
+    return {**raw, "compare": {k: v for k, v in raw.get("compare", {}).items() if k != "workers"}}
+
+
+def run_arm(folder: CompareFolder, arm: Arm, rep: Replicate, cfg: Config, quiet: bool = False) -> None:
+    """Train one arm on one seed to its last step: resumed from its last checkpoint, else from scratch."""
     from rlino.trainer import Run
 
-    run_folder = folder.arm(arm.name)
-    if run_folder.finished(cfg.train.steps):
-        log(f"{arm.name}: already finished, skipped")
-        return
+    run_folder = folder.run(arm.name, rep.label)
+    label = f"{arm.name} {rep.label}"
     if run_folder.complete_checkpoints():
-        run = Run(cfg, run_folder.path, resume=True, label=arm.name)
+        run = Run(cfg, run_folder.path, resume=True, label=label, quiet=quiet)
     else:
-        shutil.rmtree(run_folder.path, ignore_errors=True)  # an arm that never checkpointed starts over
-        run = Run(cfg, run_folder.path, label=arm.name)
+        shutil.rmtree(run_folder.path, ignore_errors=True)  # a run that never checkpointed starts over
+        run = Run(cfg, run_folder.path, label=label, quiet=quiet)
     run.fit()
+
+
+def _worker(path: str, arm: Arm, rep: Replicate, cfg: dict[str, Any], threads: int) -> float:
+    """One (arm, seed) run in a worker process with `threads` intra-op threads; returns its wall seconds."""
+    import time
+
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    torch.set_num_threads(threads)
+    hf_logging.disable_progress_bar()  # the parent prints one line per finished run instead
+    t0 = time.perf_counter()
+    run_arm(CompareFolder(path), arm, rep, config_from_dict(cfg, f"{arm.name} {rep.label}"), quiet=True)
+    return time.perf_counter() - t0
+
+
+def run_units(folder: CompareFolder, units: list[tuple[Arm, Replicate, Config]], workers: int, log=print) -> None:
+    """Train every (arm, seed) run not finished yet: in this process, or `workers` at a time in worker processes
+    that share the CPU cores (each run's numbers do not depend on which; tests/test_compare.py checks it)."""
+    todo = []
+    for arm, rep, cfg in units:
+        if folder.run(arm.name, rep.label).finished(cfg.train.steps):
+            log(f"{arm.name} {rep.label}: already finished, skipped")
+        else:
+            todo.append((arm, rep, cfg))
+    if workers == 1 or len(todo) < 2:
+        for arm, rep, cfg in todo:
+            run_arm(folder, arm, rep, cfg)
+        return
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores // workers)
+    log(f"training {len(todo)} runs, {workers} at a time ({threads} thread(s) each)")
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_worker, str(folder.path), arm, rep, config_to_dict(cfg), threads): (arm, rep)
+                   for arm, rep, cfg in todo}
+        for done, future in enumerate(as_completed(futures), 1):
+            arm, rep = futures[future]
+            seconds = future.result()
+            log(f"{arm.name} {rep.label}: finished in {seconds:.0f} s ({done} of {len(todo)})")
 
 
 def one_line_summary(name: str, arm: dict[str, Any], base: dict[str, Any]) -> str:

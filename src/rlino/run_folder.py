@@ -17,7 +17,9 @@ later lines, so a resumed run neither loses nor repeats a step. A run is finishe
 the configured number of steps.
 
 A compare folder (`rlino compare --out DIR`): `compare.toml` (the compare config as run), `base/eval.json` (the base
-model's held-out evaluation), `runs/<arm>/` (one run folder per arm), and the report's outputs.
+model's held-out evaluation; `base/base-B/eval.json` per base seed B when the compare builds several bases),
+`runs/<arm>/<replicate>/` (one run folder per arm and seed: `seed-S`, or `base-B-seed-S`), and the report's outputs.
+Folders written before seeds existed hold one run folder per arm directly in `runs/<arm>/`; the report reads both.
 """
 
 from __future__ import annotations
@@ -128,6 +130,16 @@ def complete_checkpoints(out: str | Path) -> list[Path]:
     return RunFolder(out).complete_checkpoints()
 
 
+def replicate_key(name: str) -> tuple[int, int] | None:
+    """(base seed, seed) of a replicate folder name (`seed-3` -> (-1, 3), `base-1-seed-3` -> (1, 3)), else None."""
+    parts = name.split("-")
+    if len(parts) == 2 and parts[0] == "seed" and parts[1].isdigit():
+        return (-1, int(parts[1]))
+    if len(parts) == 4 and parts[0] == "base" and parts[2] == "seed" and parts[1].isdigit() and parts[3].isdigit():
+        return (int(parts[1]), int(parts[3]))
+    return None
+
+
 class CompareFolder:
     """A compare folder's file names."""
 
@@ -138,7 +150,22 @@ class CompareFolder:
         self.runs = self.path / "runs"
 
     def arm(self, name: str) -> RunFolder:
+        """runs/<arm>/: a run folder itself in folders written before seeds existed, else the seeds' parent."""
         return RunFolder(self.runs / name)
+
+    def run(self, arm: str, replicate: str) -> RunFolder:
+        """runs/<arm>/<replicate>/: the run folder of one arm and seed."""
+        return RunFolder(self.runs / arm / replicate)
+
+    def replicates_on_disk(self, arm: str) -> list[str]:
+        """The replicate folders under runs/<arm>/ (seed-S, base-B-seed-S), sorted by base seed then seed."""
+        folder = self.runs / arm
+        names = [p.name for p in folder.iterdir() if p.is_dir() and replicate_key(p.name) is not None] \
+            if folder.is_dir() else []
+        return sorted(names, key=replicate_key)
+
+    def base_eval_for(self, base_seed: int | None) -> Path:
+        return self.base_eval if base_seed is None else self.path / "base" / f"base-{base_seed}" / "eval.json"
 
     def arm_names_on_disk(self) -> list[str]:
         """The run folders present under runs/, sorted (for a folder without compare.toml)."""

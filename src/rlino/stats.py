@@ -36,7 +36,7 @@ def t_quantile_975(df: int) -> float:
 def ols_slope(xs: list[float], ys: list[float]) -> dict[str, Any] | None:
     """Least-squares slope of ys on xs with its 95% interval (standard error and t with n-2 degrees of freedom).
 
-    Returns {"slope", "lo", "hi", "n"}, or None with fewer than 3 points or when all xs are equal.
+    Returns {"slope", "lo", "hi", "se", "n"}, or None with fewer than 3 points or when all xs are equal.
     """
     n = len(xs)
     if n != len(ys):
@@ -50,23 +50,33 @@ def ols_slope(xs: list[float], ys: list[float]) -> dict[str, Any] | None:
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
     intercept = my - slope * mx
     sse = sum((y - intercept - slope * x) ** 2 for x, y in zip(xs, ys))
-    half = t_quantile_975(n - 2) * math.sqrt(sse / (n - 2) / sxx)
-    return {"slope": slope, "lo": slope - half, "hi": slope + half, "n": n}
+    se = math.sqrt(sse / (n - 2) / sxx)
+    half = t_quantile_975(n - 2) * se
+    return {"slope": slope, "lo": slope - half, "hi": slope + half, "se": se, "n": n}
 
 
-def seed_interval(values: list[float]) -> dict[str, Any]:
+def seed_interval(values: list[float], floor_sd: float | None = None) -> dict[str, Any]:
     """The mean of a figure measured once per seed, with a 95% t-interval over the seeds (df = seeds - 1).
 
-    Each seed's value already carries that run's evaluation noise, so the interval covers both the between-seed
-    spread and the items evaluated; with one seed no spread can be estimated and `lo`/`hi` are None.
-    Returns {"mean", "lo", "hi", "sd", "n"}.
+    Each seed's value already carries that run's evaluation noise, so the spread of the values covers both the
+    between-seed spread and the measurement. With 2 or 3 seeds the sample sd can come out near 0 by chance (two seeds
+    at the same accuracy); `floor_sd`, the sd the measurement alone gives one seed's value (e.g. the binomial sd of
+    an accuracy on n items), keeps the interval from being narrower than the measurement allows: the sd used is
+    max(sd, floor_sd). With one seed no spread can be estimated and `lo`/`hi` are None.
+    Returns {"mean", "lo", "hi", "sd", "sd_used", "n"}.
     """
     n = len(values)
     if n == 0:
         raise ValueError("seed_interval needs at least one value")
     mean = fmean(values)
     if n == 1:
-        return {"mean": mean, "lo": None, "hi": None, "sd": None, "n": 1}
+        return {"mean": mean, "lo": None, "hi": None, "sd": None, "sd_used": None, "n": 1}
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = t_quantile_975(n - 1) * sd / math.sqrt(n)
-    return {"mean": mean, "lo": mean - half, "hi": mean + half, "sd": sd, "n": n}
+    used = max(sd, floor_sd or 0.0)
+    half = t_quantile_975(n - 1) * used / math.sqrt(n)
+    return {"mean": mean, "lo": mean - half, "hi": mean + half, "sd": sd, "sd_used": used, "n": n}
+
+
+def binomial_sd(accuracies: list[float], n_items: int) -> float:
+    """The sd of one accuracy measured on n items, sqrt(p(1-p)/n), averaged (as a variance) over the values."""
+    return math.sqrt(fmean(p * (1 - p) for p in accuracies) / n_items)

@@ -81,8 +81,9 @@ class Run:
     """
 
     def __init__(self, cfg: Config, out_dir: str | Path, resume: bool = False, label: str | None = None,
-                 on_phase: Callable[[str, float], None] | None = None):
+                 on_phase: Callable[[str, float], None] | None = None, quiet: bool = False):
         self.label = label
+        self.quiet = quiet  # no progress bar or precision line (runs in a compare's worker processes)
         self.method = validate(cfg)
         self.cfg = c = resolved_config(cfg, self.method)
         self.folder = RunFolder(out_dir)
@@ -109,6 +110,7 @@ class Run:
             self._resume()
         if self.world.is_main:
             save_config(self.cfg, self.folder.file(CONFIG))
+        if self.world.is_main and not quiet:
             tqdm.write(f"rlino: {precision_note(c.model.autocast, sampling_autocast(c), self.device)}", file=sys.stderr)
 
     # the parts of the policy, by their usual names
@@ -208,7 +210,7 @@ class Run:
     def fit(self) -> Path:
         c = self.cfg
         bar = tqdm(total=c.train.steps, initial=self.step, desc=self.label or self.method.name, file=sys.stderr,
-                   dynamic_ncols=True, disable=not self.world.is_main)
+                   dynamic_ncols=True, disable=self.quiet or not self.world.is_main)
         last_eval = None
         try:
             for step in range(self.step + 1, c.train.steps + 1):

@@ -22,19 +22,32 @@ TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_atte
 NAMES = ("tiny", "countdown")
 
 
+def _base_seed(short: str) -> tuple[str, int]:
+    """`countdown@3` -> ("countdown", 3); a name without `@` builds with seed 0."""
+    if "@" not in short:
+        return short, 0
+    short, _, raw = short.partition("@")
+    if short != "countdown" or not raw.isdigit():
+        raise RlinoError(f"embedded:{short}@{raw}: only embedded:countdown takes a base seed, as "
+                         "embedded:countdown@N with N a non-negative integer")
+    return short, int(raw)
+
+
 def load_embedded(name: str, seed: int = 0,
                   dtype: torch.dtype = torch.float32) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
     """`embedded:NAME` and its tokenizer, in `dtype` on the CPU.
 
     `tiny` is drawn from `seed` (same seed, same weights). `countdown` is the default recipe's base model built with
-    seed 0, whatever `seed` is (a run's seed does not pick another base); it is built on first use and cached.
+    seed 0, whatever `seed` is (a run's seed does not pick another base); `countdown@B` is the one built with seed B
+    (`compare.base_seeds`). Each is built on first use and cached.
     """
     short = name.removeprefix("embedded:")
+    short, base_seed = _base_seed(short)
     if short == "tiny":
         model, tokenizer = byte_qwen2(seed, **TINY)
         return model.to(dtype=dtype), tokenizer
     if short == "countdown":
-        folder = base_model_dir()
+        folder = base_model_dir(base_seed)
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder)
             return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype), tokenizer

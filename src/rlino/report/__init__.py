@@ -44,7 +44,7 @@ def build_report(compare_dir: str | Path) -> dict[str, Any]:
     plot_accuracy(folder / "plots" / "accuracy.png", results, colors)
     plot_lengths(folder / "plots" / "length.png", started, colors)
     plot_reward(folder / "plots" / "reward.png", started, colors)
-    plot_token_weights(folder / "plots" / "token_weights.png", started)
+    plot_token_weights(folder / "plots" / "token_weights.png", [arm.pooled() for arm in started])
     blocks = report_blocks(compare, results)
     write_json(folder / "results.json", results, indent=2)
     (folder / "report.md").write_text(to_markdown(blocks))

@@ -64,16 +64,40 @@ def _fmt_duration(seconds: float | None) -> str:
 
 
 def _comparison_table(results: dict[str, Any]) -> Table:
-    header = ["", "method", "held-out accuracy % [95% CI]", "Δ vs base (points)", "mean length correct (tokens)",
-              "mean length wrong (tokens)", "steps", "wall time"]
+    header = ["", "method", "seeds", "held-out accuracy % [95% CI]", "Δ vs base (points)",
+              "mean length correct (tokens)", "mean length wrong (tokens)", "steps", "wall time per seed"]
     base = results["base"]
-    rows = [["Base", DASH, acc_ci(base).replace("%", ""), DASH, fmt(base["length_correct_mean"], ".1f"),
-             fmt(base["length_wrong_mean"], ".1f"), "0", DASH]]
+    rows = [["Base", DASH, str(len(base.get("per_base_seed") or {}) or 1), acc_ci(base).replace("%", ""), DASH,
+             fmt(base["length_correct_mean"], ".1f"), fmt(base["length_wrong_mean"], ".1f"), "0", DASH]]
     for name, arm in results["arms"].items():
-        rows.append([name, arm["method"] or DASH, acc_ci(arm).replace("%", ""), fmt(arm["delta_vs_base"], "+.1f"),
-                     fmt(arm["length_correct_mean"], ".1f"), fmt(arm["length_wrong_mean"], ".1f"),
-                     fmt(arm["steps"]), _fmt_duration(arm["wall_time_s"])])
+        rows.append([name, arm["method"] or DASH, str(len(arm.get("seeds") or [])), acc_ci(arm).replace("%", ""),
+                     fmt(arm["delta_vs_base"], "+.1f"), fmt(arm["length_correct_mean"], ".1f"),
+                     fmt(arm["length_wrong_mean"], ".1f"), fmt(arm["steps"]), _fmt_duration(arm["wall_time_s"])])
     return Table(header, rows)
+
+
+def _per_seed_table(results: dict[str, Any]) -> Table:
+    """Each arm's final held-out accuracy and wrong-length slope, seed by seed."""
+    labels = list(dict.fromkeys(k for arm in results["arms"].values() for k in arm.get("per_seed") or {}))
+    rows = []
+    for name, arm in results["arms"].items():
+        per = arm.get("per_seed") or {}
+        rows.append([name, *[DASH if k not in per else f"{pct(per[k]['accuracy'])}" + (
+            "" if per[k]["length_wrong_slope"] is None else f" ({per[k]['length_wrong_slope']['per_100_steps']:+.1f})")
+            for k in labels]])
+    return Table(["arm", *labels], rows)
+
+
+def _scorecard(results: dict[str, Any]) -> list[Block]:
+    """The paper's claims, each with its verdict, the numbers behind it and the rule (report/claims.py)."""
+    rows = [[str(i), c["claim"], c["verdict"], c["why"], c["rule"]]
+            for i, c in enumerate(results.get("claims") or [], 1)]
+    return [Heading(2, "The paper's claims: scorecard"),
+            Table(["#", "claim (arXiv 2505.13697)", "verdict", "the numbers", "rule"], rows),
+            Para("Intervals are 95% t-intervals over seeds of per-seed figures (differences are taken seed by seed: "
+                 "the arms of one seed share prompts and sampling noise). One seed is an anecdote: every claim "
+                 "that rests on seeds is inconclusive with fewer than two. \"Not run\" says which arm or file to "
+                 "add.")]
 
 
 def _slope_cell(slope: dict[str, Any] | None) -> str:
@@ -135,13 +159,16 @@ def _what_was_run(compare: Compare, results: dict[str, Any]) -> str:
     when = "only for the base model (eval.every = 0)" if every == "0" else f"every {every} steps and at the last step"
     descriptions = [f"{name} (method {arm['method'] or '?'}, aggregation {arm['aggregation'] or '?'})"
                     for name, arm in results["arms"].items()]
+    seeds = sorted({k for arm in results["arms"].values() for k in arm.get("per_seed") or {}})
+    seed_text = (f" Every arm ran once per seed ({', '.join(seeds)}); a seed changes the prompt order and the "
+                 "sampling and evaluation noise, and the arms of one seed share both." if len(seeds) > 1 else "")
     return (f"Each arm trained {s('model', 'name_or_path')} on the {s('task', 'name')} task for "
             f"{s('train', 'steps')} steps of {s('train', 'prompts_per_step')} prompts × {s('train', 'group_size')} "
             f"sampled responses (learning rate {s('train', 'learning_rate')}, sampling temperature "
             f"{s('sampling', 'temperature')}, at most {s('sampling', 'max_new_tokens')} new tokens). Held-out "
             f"accuracy is measured on {results['base']['num_items'] or '?'} test items (eval temperature "
             f"{s('eval', 'temperature')}; 0 is greedy) {when}; the base model is step 0. "
-            f"Arms: {'; '.join(descriptions)}.")
+            f"Arms: {'; '.join(descriptions)}.{seed_text}")
 
 
 def _greedy_note(base: dict[str, Any]) -> str:
@@ -182,8 +209,12 @@ def _sample_blocks(compare: Compare) -> list[Block]:
     uids = list(dict.fromkeys(s.get("uid") for s in base_samples))[:SAMPLE_ITEMS]
     by_uid = {s.get("uid"): s for s in base_samples}
     blocks: list[Block] = []
-    for arm in compare.arms:
-        blocks.append(Heading(3, arm.name))
+    for group in compare.arms:
+        blocks.append(Heading(3, group.name))
+        if not group.runs:
+            blocks.append(Para("Not started."))
+            continue
+        arm = group.runs[0]  # the first seed's responses
         after_by_uid = {s.get("uid"): s for s in arm.samples}
         if not arm.samples:
             blocks.append(Para("No held-out responses logged yet (eval_samples.jsonl is missing or empty)."))
@@ -201,18 +232,26 @@ def report_blocks(compare: Compare, results: dict[str, Any]) -> list[Block]:
                            else Para("compare.toml was not found; each run folder's config.toml is the record."))
     return [
         Heading(1, f"rlino comparison: {compare.folder.resolve().name}"),
+        *_scorecard(results),
+        Heading(2, "What was run"),
         Para(_what_was_run(compare, results)),
         Heading(2, "Results"),
         _comparison_table(results),
-        Para("Accuracy is on the held-out items with a Wilson 95% interval; lengths are mean response lengths in "
-             f"tokens at the final evaluation; Δ is in percentage points.{_greedy_note(results['base'])}"),
+        Para("Accuracy is on the held-out items: with several seeds, the mean over the finished seeds with a 95% "
+             "t-interval over them (it covers the spread between seeds and the evaluation's own noise); with one "
+             "seed, a Wilson 95% interval over the items, which covers only the items. Lengths are mean response "
+             "lengths in tokens at the final evaluation; Δ is in percentage points."
+             f"{_greedy_note(results['base'])}"),
+        Heading(3, "Per seed: final held-out accuracy % (wrong-length slope, tokens per 100 steps)"),
+        _per_seed_table(results),
         Heading(2, "Plots"),
         *[Image(f"plots/{name}.png", name) for name in PLOTS],
         Heading(2, "Summary"),
         Bullets(results["summary"]),
         Para("Intervals that overlap do not show that two arms are equal, only that this evaluation does not tell "
-             "them apart. Length trends are least-squares slopes over the training steps; their intervals treat the "
-             "steps as independent, so they are narrower than they should be for slowly drifting series."),
+             "them apart. Length trends are least-squares slopes over the training steps: with several seeds, the "
+             "mean of the seeds' slopes with a t-interval over them; with one seed, the run's own interval, which "
+             "treats the steps as independent and so is narrower than it should be for slowly drifting series."),
         *_length_blocks(results),
         Heading(2, "The config used"),
         config_block,

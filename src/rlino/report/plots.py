@@ -14,7 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from rlino.report.length import MIN_BIN, analytic_curve, curve_settings, responses
-from rlino.report.read import ArmRun
+from rlino.report.read import ArmGroup, ArmRun
 from rlino.report.values import has_interval, num, pct
 
 NUM_BINS = 12
@@ -83,35 +83,63 @@ def plot_accuracy(path: Path, results: dict[str, Any], colors: dict[str, Any]) -
         if steps[0] > 0:  # the base model is every arm's step 0
             steps, acc = [0, *steps], [base["accuracy"], *acc]
             lo, hi = [base["accuracy_lo"], *lo], [base["accuracy_hi"], *hi]
-        ax.plot(steps, [100 * a for a in acc], color=colors[name], marker="o", markersize=4, linewidth=2, label=name)
+        seeds = arm.get("seeds") or []
+        label = name if len(seeds) < 2 else f"{name} (mean of {len(seeds)} seeds)"
+        ax.plot(steps, [100 * a for a in acc], color=colors[name], marker="o", markersize=4, linewidth=2, label=label)
+        for seed in seeds if len(seeds) > 1 else []:
+            run = arm["per_seed"][seed]
+            ax.plot([0, *run["eval_steps"]], [100 * a for a in [base["accuracy"], *run["eval_accuracy"]]],
+                    color=colors[name], linewidth=0.7, alpha=0.5)
         if None not in lo and None not in hi:
             ax.fill_between(steps, [100 * v for v in lo], [100 * v for v in hi], color=colors[name], alpha=0.15)
-    ax.set_title("Held-out accuracy (shaded: 95% interval; step 0 = base model)")
+    ax.set_title("Held-out accuracy (shaded: 95% interval; thin: each seed; step 0 = base model)", fontsize="medium")
     ax.set_ylabel("accuracy (%)")
     ax.legend(loc="best", fontsize="small")
     _save(fig, path)
 
 
-def plot_lengths(path: Path, arms: list[ArmRun], colors: dict[str, Any]) -> None:
+def _seed_mean_rows(group: ArmGroup, key: str) -> list[dict[str, Any]]:
+    """Per step, the mean of `key` over the seeds that logged it (rows shaped like a run's metrics rows)."""
+    by_step: dict[int, list[float]] = {}
+    for run in group.runs:
+        for row in run.rows:
+            value = num(row.get(key))
+            if value is not None:
+                by_step.setdefault(row["step"], []).append(value)
+    return [{"step": step, key: fmean(values)} for step, values in sorted(by_step.items())]
+
+
+def _group_series(ax: Axes, group: ArmGroup, key: str, color: Any) -> bool:
+    """One arm: each seed's moving average thin, the mean over seeds as the light raw and bold smoothed line."""
+    if len(group.runs) > 1:
+        for run in group.runs:
+            xs, ys = _series(run.rows, key)
+            if xs:
+                ax.plot(xs, moving_average(ys, max(1, len(ys) // 10)), color=color, alpha=0.35, linewidth=0.7)
+    label = group.name if len(group.runs) < 2 else f"{group.name} (mean of {len(group.runs)} seeds)"
+    return _raw_and_smoothed(ax, _seed_mean_rows(group, key), key, color, label)
+
+
+def plot_lengths(path: Path, arms: list[ArmGroup], colors: dict[str, Any]) -> None:
     """Training mean response length vs step, correct responses left, wrong right."""
     fig, axes = _figure(ncols=2)
     for ax, key, title in zip(axes, ("length_correct_mean", "length_wrong_mean"), ("correct", "wrong")):
-        drawn = [_raw_and_smoothed(ax, arm.rows, key, colors[arm.name], arm.name) for arm in arms]
+        drawn = [_group_series(ax, arm, key, colors[arm.name]) for arm in arms]
         ax.set_title(f"{title} responses")
         ax.set_ylabel("mean response length (tokens)")
         if any(drawn):
             ax.legend(loc="best", fontsize="small")
         else:
             _no_data(ax, f"{title} responses")
-    fig.suptitle("Training response length (light: per step, bold: moving average)")
+    fig.suptitle("Training response length (light: per step, bold: moving average; thin: each seed)")
     _save(fig, path)
 
 
-def plot_reward(path: Path, arms: list[ArmRun], colors: dict[str, Any]) -> None:
-    """Training mean reward vs step per arm."""
+def plot_reward(path: Path, arms: list[ArmGroup], colors: dict[str, Any]) -> None:
+    """Training mean reward vs step per arm (the mean over its seeds; thin: each seed)."""
     fig, (ax,) = _figure()
-    drawn = [_raw_and_smoothed(ax, arm.rows, "reward_mean", colors[arm.name], arm.name) for arm in arms]
-    ax.set_title("Training reward (light: per step, bold: moving average)")
+    drawn = [_group_series(ax, arm, "reward_mean", colors[arm.name]) for arm in arms]
+    ax.set_title("Training reward (light: per step, bold: moving average; thin: each seed)")
     ax.set_ylabel("mean reward per response")
     if any(drawn):
         ax.legend(loc="best", fontsize="small")
