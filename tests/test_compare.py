@@ -358,3 +358,24 @@ def test_seeds_on_the_command_line(tmp_path, capsys):
     raw = load_compare_config(cfg, ["compare.seeds=3", "train.seed=5"])[0]
     from rlino.arms import replicates
     assert [r.label for r in replicates(raw["compare"], 5)] == ["seed-5", "seed-6", "seed-7"]
+
+
+@pytest.mark.parametrize("name", ["embedded:tiny@1", "embedded:countdown@x", "embedded:countdown@-1"])
+def test_a_base_seed_only_names_the_countdown_model(name):
+    from rlino.embedded import load_embedded
+
+    with pytest.raises(RlinoError, match="only embedded:countdown takes a base seed"):
+        load_embedded(name)
+
+
+def test_base_seeds_give_each_replicate_its_own_base():
+    """With compare.base_seeds every (base seed, seed) pair is a replicate with its own base model and folder."""
+    from rlino.arms import Replicate, replicates
+    from rlino.compare import replicate_config
+
+    raw, shared, arms = load_compare_config(None, ["compare.seeds=2", "compare.base_seeds=[0, 3]"])
+    reps = replicates(raw["compare"], shared.train.seed)
+    assert [r.label for r in reps] == ["base-0-seed-0", "base-0-seed-1", "base-3-seed-0", "base-3-seed-1"]
+    cfg = replicate_config(arms[0].config(shared), Replicate(1, 3))
+    assert (cfg.model.name_or_path, cfg.train.seed, cfg.method.name) == ("embedded:countdown@3", 1, "grpo")
+    assert replicate_config(shared, Replicate(4)).model.name_or_path == "embedded:countdown"

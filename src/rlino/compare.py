@@ -138,6 +138,8 @@ def compare(config_path: str | Path | None, overrides: list[str], out: str | Pat
     results = build_report(folder.path)
     for name, r in results["arms"].items():
         log(one_line_summary(name, r, results["base"]))
+    for i, claim in enumerate(results["claims"], 1):
+        log(f"claim {i}: {claim['verdict']}: {claim['claim']}")
     return results
 
 
@@ -215,4 +217,5 @@ def one_line_summary(name: str, arm: dict[str, Any], base: dict[str, Any]) -> st
             f"{pct(arm.get('accuracy_hi'))}] ({'—' if delta is None else f'{delta:+.1f}'} points vs base "
             f"{pct(base.get('accuracy'))}%), length correct {tok(arm.get('length_correct_mean'))} / wrong "
             f"{tok(arm.get('length_wrong_mean'))} tokens, {arm.get('steps')} steps in "
-            f"{arm.get('wall_time_s', 0) or 0:.0f}s")
+            f"{arm.get('wall_time_s', 0) or 0:.0f}s" + (f" per seed, {len(arm['seeds'])} seeds"
+                                                       if len(arm.get("seeds") or []) > 1 else ""))
