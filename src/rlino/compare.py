@@ -37,7 +37,7 @@ from rlino.run_folder import CompareFolder
 DEFAULT_CONFIG = "compare_default.toml"
 BUILT_BASE = "embedded:countdown"  # the one base model a comparison can build with other seeds (compare.base_seeds)
 # The --quick profile: the same comparison, shorter (a first look in a few minutes).
-QUICK = ["train.steps=10", "eval.every=10", "compare.seeds=2"]
+QUICK = ["train.steps=10", "eval.every=10", "eval.num_items=100", "compare.seeds=2"]
 
 
 def load_compare_config(path: str | Path | None, overrides: list[str], quick: bool = False

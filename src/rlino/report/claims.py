@@ -188,8 +188,8 @@ def collapses(method: str) -> Callable[[dict, dict], Verdict]:
         name, arm = find_arm(arms, method)
         fit = over_seeds(name, arm, accuracy)
         base = extra.get("base_accuracy")
-        why = (f"{name}: held-out accuracy {fit['mean']:.1f}% [{fit['lo']:.1f}, {fit['hi']:.1f}] over {fit['n']} "
-               f"seeds" + ("" if base is None else f" (base model {base:.1f}%)"))
+        why = (f"{name}: held-out accuracy {fit['mean']:.1f}% [{max(0.0, fit['lo']):.1f}, {fit['hi']:.1f}] over "
+               f"{fit['n']} seeds" + ("" if base is None else f" (base model {base:.1f}%)"))
         if fit["hi"] < COLLAPSE:
             return Verdict(HOLDS, why + f", below {COLLAPSE:g}%", (name,), fit)
         if base is not None and fit["lo"] >= base:
