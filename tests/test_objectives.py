@@ -46,6 +46,21 @@ def test_fixed_weights_and_neg_weight():
         assert response_weights(r, 2, METHODS[name]).tolist() == pytest.approx(expected, rel=1e-6)
 
 
+def test_rloo_leave_one_out_weights_by_hand():
+    """RLOO: each response's reward minus the mean of the *other* responses of its prompt, written out per item."""
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.0, 0.0, 0.0])
+    w = response_weights(rewards, 4, METHODS["rloo"])
+    expected = [1 - (0 + 0 + 1) / 3, 0 - (1 + 0 + 1) / 3, 0 - (1 + 0 + 1) / 3, 1 - (1 + 0 + 0) / 3,  # (1, 0, 0, 1)
+                0.0, 0.0, 0.0, 0.0,                                                            # all equal: no signal
+                0.5 - 0.0, 0 - 0.5 / 3, 0 - 0.5 / 3, 0 - 0.5 / 3]                              # (0.5, 0, 0, 0)
+    assert w.tolist() == pytest.approx(expected, abs=1e-6)
+    # the literature's identity: leave-one-out = G / (G - 1) x the group-centred weight (Dr. GRPO's)
+    assert torch.allclose(w, 4 / 3 * response_weights(rewards, 4, METHODS["dr_grpo"]), atol=1e-6)
+    assert METHODS["rloo"].clip and METHODS["rloo"].beta == 0.0
+    with pytest.raises(Exception, match="needs groups"):
+        response_weights(torch.tensor([1.0, 0.0, 1.0]), 1, METHODS["rloo"])
+
+
 def test_aggregations_by_hand():
     per_token = torch.tensor([[1.0, 2.0, 3.0, 9.0], [4.0, 9.0, 9.0, 9.0]])
     mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])

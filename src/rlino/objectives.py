@@ -21,9 +21,9 @@ import torch
 
 from rlino.errors import RlinoError, did_you_mean
 
-WEIGHTS = ("group-norm", "group-center", "pos-neg", "pos", "neg")
+WEIGHTS = ("group-norm", "group-center", "leave-one-out", "pos-neg", "pos", "neg")
 AGGREGATIONS = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm")
-GROUP_WEIGHTS = ("group-norm", "group-center")  # need group_size >= 2
+GROUP_WEIGHTS = ("group-norm", "group-center", "leave-one-out")  # need group_size >= 2
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,11 @@ METHODS: dict[str, Method] = {
     "fisft_pos": Method("fisft_pos", "pos", "seq-mean-token-mean", clip=False),
     "fisft_neg": Method("fisft_neg", "neg", "seq-mean-token-mean", clip=False),
     "fisft_adv": Method("fisft_adv", "group-norm", "seq-mean-token-mean", clip=False),
+    # RLOO, REINFORCE Leave-One-Out (Ahmadian et al. 2024, "Back to Basics", arXiv 2402.14740): the baseline of a
+    # response is the mean reward of the other G − 1 responses of its prompt. The paper treats a whole response as
+    # one action (REINFORCE on the summed log-prob); this row is the form verl and AReaL implement, the same
+    # clipped token-level objective as grpo_no_kl with the leave-one-out advantage and no std: w_i = G/(G−1)·(r_i − r̄).
+    "rloo": Method("rloo", "leave-one-out", "seq-mean-token-mean", clip=True),
 }
 
 
@@ -114,6 +119,7 @@ def response_weights(rewards: torch.Tensor, group_size: int, method: Method) -> 
 
     group-norm:   (r_i − mean_g r) / (std_g r + eps)       GRPO's advantage (zero for all-equal groups)
     group-center: r_i − mean_g r                            Dr. GRPO's advantage
+    leave-one-out: r_i − mean_{j≠i} r_j = G/(G−1)·(r_i − mean_g r)   RLOO's advantage
     pos-neg:      +1 if correct, −neg_weight if wrong       F-ISFT+−
     pos:          +1 if correct, 0 if wrong                 F-ISFT+ (rejection-sampling fine-tuning)
     neg:          0 if correct, −neg_weight if wrong        F-ISFT−
@@ -127,6 +133,8 @@ def response_weights(rewards: torch.Tensor, group_size: int, method: Method) -> 
         centred = g - g.mean(dim=1, keepdim=True)
         if method.weights == "group-center":
             return centred.reshape(-1)
+        if method.weights == "leave-one-out":  # r_i minus the mean of the other G − 1 rewards of the group
+            return (g - (g.sum(dim=1, keepdim=True) - g) / (group_size - 1)).reshape(-1)
         std = g.std(dim=1, keepdim=True, unbiased=method.std == "sample")
         return (centred / (std + method.adv_eps)).reshape(-1)
     ok = is_correct(r).float()
