@@ -26,6 +26,8 @@ def test_first_update_equal_then_degrades():
     assert after[0] > 1e-4 and after[-1] > 10 * first["rel_diff_max"]
     kl = rows[("grpo vs grpo_no_kl", "after 4 inner update(s) (KL to the starting policy)")]
     assert kl["rel_diff_mean"] > 0
+    rloo = rows[("rloo vs dr_grpo weights × G/(G−1)", "first update (ratio = 1), same aggregation")]
+    assert rloo["rel_diff_max"] <= 1e-5 and rloo["agrees"]
     aggregation_rows = [r for r in result["summary"] if "aggregation alone" in r["condition"]]
     assert len(aggregation_rows) == 4 and all(r["rel_diff_mean"] > 1e-3 for r in aggregation_rows)
 
@@ -102,6 +104,10 @@ def test_numbers_on_a_fixed_seed_match_an_independent_computation():
         want = compare_grads(a, b)
         assert rows[key]["rel_diff"] == pytest.approx(want["rel_diff"], rel=1e-4), key
         assert rows[key]["cosine"] == pytest.approx(want["cosine"], abs=1e-6), key
+    # an expected-equal pair: by hand, equal up to float32 weights' rounding; the command's, within its tolerance
+    a, b = by_hand("rloo"), by_hand("dr_grpo", "seq-mean-token-mean") * (G / (G - 1))
+    assert float((a - b).norm() / b.norm()) < 1e-6 and float(b.norm()) > 0
+    assert rows[("rloo vs dr_grpo weights × G/(G−1)", "first update (ratio = 1), same aggregation")]["rel_diff"] <= 1e-5
     # the numbers themselves on this seed (a regression guard; torch is pinned)
     assert rows[("fisft_adv vs grpo_no_kl", "first update (ratio = 1)")]["rel_diff"] <= 1e-6
     assert rows[("fisft_pos_neg vs grpo_no_kl", "first update")]["rel_diff"] == pytest.approx(PINNED_POS_NEG, rel=1e-3)

@@ -70,6 +70,12 @@ def batch_checks(model, rollout: Rollout, rewards: torch.Tensor, cfg: Config) ->
     add("fisft_adv vs grpo_no_kl", "first update (ratio = 1)", True, base["fisft_adv"], base["grpo_no_kl"])
     add("fisft_pos_neg vs grpo_no_kl", "first update", False, base["fisft_pos_neg"], base["grpo_no_kl"])
     add("fisft_pos vs grpo_no_kl", "first update", False, base["fisft_pos"], base["grpo_no_kl"])
+    # RLOO's leave-one-out advantage is G/(G−1) times the group-centred one (Dr. GRPO's), so under the same
+    # aggregation and ratio = 1 the gradients differ by exactly that factor
+    centred = dataclasses.replace(METHODS["dr_grpo"], aggregation=METHODS["rloo"].aggregation)
+    add("rloo vs dr_grpo weights × G/(G−1)", "first update (ratio = 1), same aggregation", True,
+        gradient(model, rollout, rewards, G, METHODS["rloo"], **kw),
+        gradient(model, rollout, rewards, G, centred, **kw) * (G / (G - 1)))
     for name in ("grpo_no_kl", "fisft_pos_neg"):
         for agg in AGGREGATIONS:
             if agg != METHODS[name].aggregation:
@@ -139,10 +145,11 @@ def run_equivalence(cfg: Config, *, batches: int = 3) -> dict[str, Any]:
             "per_batch": per_batch}
 
 
-CONDITIONS = ("Equality is expected only for `fisft_adv` vs `grpo_no_kl` on the first update of a freshly sampled "
+CONDITIONS = ("Equality is expected for `fisft_adv` vs `grpo_no_kl` on the first update of a freshly sampled "
               "batch:\nβ = 0, ratio π/π_old = 1 (so the clip is inactive and ∇ρ = ∇log π), binary outcome rewards, "
-              "and F-ISFT weights equal\nto GRPO's group advantages (zero-variance groups get weight 0 in both). "
-              "Every other row measures a difference.")
+              "and F-ISFT weights equal\nto GRPO's group advantages (zero-variance groups get weight 0 in both); "
+              "and for `rloo` vs the group-centred weights\n× G/(G−1) under the same aggregation (the leave-one-out "
+              "identity). Every other row measures a difference.")
 
 
 def to_markdown(result: dict[str, Any]) -> str:
