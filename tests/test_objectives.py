@@ -61,6 +61,20 @@ def test_rloo_leave_one_out_weights_by_hand():
         response_weights(torch.tensor([1.0, 0.0, 1.0]), 1, METHODS["rloo"])
 
 
+def test_raft_pp_and_reinforce_rej_weights_by_hand():
+    """Reinforce-Rej: +1 / −1 in groups with both outcomes, 0 in all-correct or all-wrong groups; RAFT++: +1 on
+    correct responses only. Both with the clipped ratio, token-mean and a k3 KL of β = 0.001 (the authors' runs)."""
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.1, 1.0, 0.0, 0.0])
+    rej = response_weights(rewards, 4, METHODS["reinforce_rej"])
+    assert rej.tolist() == [1, -1, -1, 1, 0, 0, 0, 0, 0, 0, 0, 0, -1, 1, -1, -1]  # 0.1: a format bonus, wrong
+    assert response_weights(rewards, 4, method("reinforce_rej", neg_weight=0.5)).tolist()[:4] == [1, -0.5, -0.5, 1]
+    raft = response_weights(rewards, 4, METHODS["raft_pp"])
+    assert raft.tolist() == [1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 1, 0, 0]
+    for name in ("raft_pp", "reinforce_rej"):
+        m = METHODS[name]
+        assert (m.clip, m.clip_eps, m.aggregation, m.beta) == (True, 0.2, "token-mean", 0.001)
+
+
 def test_aggregations_by_hand():
     per_token = torch.tensor([[1.0, 2.0, 3.0, 9.0], [4.0, 9.0, 9.0, 9.0]])
     mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])

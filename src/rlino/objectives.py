@@ -21,9 +21,9 @@ import torch
 
 from rlino.errors import RlinoError, did_you_mean
 
-WEIGHTS = ("group-norm", "group-center", "leave-one-out", "pos-neg", "pos", "neg")
+WEIGHTS = ("group-norm", "group-center", "leave-one-out", "pos-neg-mixed", "pos-neg", "pos", "neg")
 AGGREGATIONS = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm")
-GROUP_WEIGHTS = ("group-norm", "group-center", "leave-one-out")  # need group_size >= 2
+GROUP_WEIGHTS = ("group-norm", "group-center", "leave-one-out", "pos-neg-mixed")  # need group_size >= 2
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,13 @@ METHODS: dict[str, Method] = {
     # one action (REINFORCE on the summed log-prob); this row is the form verl and AReaL implement, the same
     # clipped token-level objective as grpo_no_kl with the leave-one-out advantage and no std: w_i = G/(G−1)·(r_i − r̄).
     "rloo": Method("rloo", "leave-one-out", "seq-mean-token-mean", clip=True),
+    # RAFT++ and Reinforce-Rej (Xiong et al. 2025, "A Minimalist Approach to LLM Reasoning: from Rejection Sampling
+    # to Reinforce", arXiv 2504.11343), as the authors' code (RLHFlow/Minimal-RL) runs them: the clipped ratio
+    # (ε = 0.2), token-mean aggregation, a k3 KL loss with β = 0.001. RAFT++: rejection sampling with the ratio, the
+    # reward on correct responses only (their −1 for wrong is set to 0). Reinforce-Rej: the raw ±1 reward, with the
+    # prompts whose responses are all correct or all wrong dropped.
+    "raft_pp": Method("raft_pp", "pos", "token-mean", clip=True, beta=0.001),
+    "reinforce_rej": Method("reinforce_rej", "pos-neg-mixed", "token-mean", clip=True, beta=0.001),
 }
 
 
@@ -120,6 +127,7 @@ def response_weights(rewards: torch.Tensor, group_size: int, method: Method) -> 
     group-norm:   (r_i − mean_g r) / (std_g r + eps)       GRPO's advantage (zero for all-equal groups)
     group-center: r_i − mean_g r                            Dr. GRPO's advantage
     leave-one-out: r_i − mean_{j≠i} r_j = G/(G−1)·(r_i − mean_g r)   RLOO's advantage
+    pos-neg-mixed: pos-neg, and 0 in groups whose responses are all correct or all wrong   Reinforce-Rej
     pos-neg:      +1 if correct, −neg_weight if wrong       F-ISFT+−
     pos:          +1 if correct, 0 if wrong                 F-ISFT+ (rejection-sampling fine-tuning)
     neg:          0 if correct, −neg_weight if wrong        F-ISFT−
@@ -135,6 +143,10 @@ def response_weights(rewards: torch.Tensor, group_size: int, method: Method) -> 
             return centred.reshape(-1)
         if method.weights == "leave-one-out":  # r_i minus the mean of the other G − 1 rewards of the group
             return (g - (g.sum(dim=1, keepdim=True) - g) / (group_size - 1)).reshape(-1)
+        if method.weights == "pos-neg-mixed":  # ±1, kept only where the group's outcomes differ
+            ok = is_correct(g).float()
+            mixed = (ok.max(dim=1, keepdim=True).values > ok.min(dim=1, keepdim=True).values).float()
+            return ((ok - method.neg_weight * (1 - ok)) * mixed).reshape(-1)
         std = g.std(dim=1, keepdim=True, unbiased=method.std == "sample")
         return (centred / (std + method.adv_eps)).reshape(-1)
     ok = is_correct(r).float()
