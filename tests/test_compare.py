@@ -17,6 +17,7 @@ from rlino.compare import load_compare_config
 from rlino.embedded.countdown_base import RECIPE, base_model_dir, corpus
 from rlino.embedded.countdown_traces import write_trace
 from rlino.errors import RlinoError
+from rlino.run_folder import TIMING_KEYS
 from rlino.tasks import load_task
 
 SMALL = """
@@ -53,6 +54,11 @@ T975_1DF = 12.706  # Student's t, 0.975 quantile, 1 degree of freedom (two seeds
 
 def jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def untimed(rows: list[dict]) -> list[dict]:
+    """Log rows without the wall-time keys (they differ between otherwise identical runs)."""
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -126,9 +132,7 @@ def test_resume_finishes_only_the_missing_seed(small, tmp_path, capsys):
             if (a, k) != ("fisft_pos_neg_tokmean", "seed-1")} == kept
     redone = jsonl(out / "runs" / "fisft_pos_neg_tokmean" / "seed-1" / "metrics.jsonl")
     first = jsonl(done / "runs" / "fisft_pos_neg_tokmean" / "seed-1" / "metrics.jsonl")
-    timing = ("step_time_s", "tokens_per_s", "sample_time_s", "update_time_s", "time_s")
-    assert [{k: v for k, v in r.items() if k not in timing} for r in redone] == \
-        [{k: v for k, v in r.items() if k not in timing} for r in first]
+    assert untimed(redone) == untimed(first)
 
 
 def test_accuracies_and_table_match_the_run_folders(small):
@@ -324,13 +328,11 @@ def test_worker_processes_give_the_same_runs_as_one_process(small, tmp_path, cap
     out = tmp_path / "two"
     assert main(["compare", str(cfg), "--out", str(out), "--set", "compare.workers=2"]) == 0
     assert "training 4 runs, 2 at a time" in capsys.readouterr().out
-    timing = ("step_time_s", "tokens_per_s", "sample_time_s", "update_time_s", "time_s")
     for arm in ("grpo", "fisft_pos_neg_tokmean"):
         for k in SEEDS:
             for log in ("metrics.jsonl", "eval_samples.jsonl", "weights.jsonl"):
                 a, b = (jsonl(root / "runs" / arm / k / log) for root in (one, out))
-                assert [{x: v for x, v in r.items() if x not in timing} for r in a] == \
-                    [{x: v for x, v in r.items() if x not in timing} for r in b], (arm, k, log)
+                assert untimed(a) == untimed(b), (arm, k, log)
 
 
 @pytest.mark.parametrize("line,message", [

@@ -25,7 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rlino.stats import binomial_sd, seed_interval
+from rlino.report.values import accuracy_floor, slope_floor
+from rlino.stats import seed_interval
 
 MARGIN = 5.0
 """Points of held-out accuracy within which two methods count as comparable (the interval of the difference must
@@ -127,22 +128,11 @@ def wrong_slope(r: dict[str, Any]) -> float | None:
     return None if slope is None else slope["per_100_steps"]
 
 
-def _accuracy_floor(runs: list[dict[str, Any]]) -> float | None:
-    """Binomial sd (points) of one seed's accuracy on its items, when the results give the item count."""
-    n = [r.get("num_items") for r in runs]
-    if not all(isinstance(k, int) and k > 0 for k in n):
-        return None
-    return 100 * binomial_sd([r["accuracy"] for r in runs], min(n))
-
-
-def _slope_floor(runs: list[dict[str, Any]]) -> float | None:
-    """Standard error of one seed's own least-squares slope, when the results give it."""
-    ses = [r["length_wrong_slope"].get("se") for r in runs]
-    return None if any(se is None for se in ses) else math.sqrt(sum(se * se for se in ses) / len(ses))
-
-
-FLOORS: dict[Any, Callable[[list[dict[str, Any]]], float | None]] = {accuracy: _accuracy_floor,
-                                                                     wrong_slope: _slope_floor}
+FLOORS: dict[Any, Callable[[list[dict[str, Any]]], float | None]] = {
+    accuracy: lambda runs: None if (f := accuracy_floor(runs)) is None else 100 * f,  # in points, as `accuracy`
+    wrong_slope: lambda runs: slope_floor([r["length_wrong_slope"] for r in runs]),
+}
+"""Per figure, the sd the measurement alone gives one seed's value (`rlino.report.values`)."""
 
 
 def text(fit: dict[str, Any], unit: str = "") -> str:

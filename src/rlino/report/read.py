@@ -34,14 +34,12 @@ class ArmRun:
 
 @dataclass
 class ArmGroup:
-    """One arm: its runs, one per seed (replicate), in (base seed, seed) order; `planned` lists the replicates the
-    compare config asks for (empty when it is not known)."""
+    """One arm: its runs, one per seed (replicate), in (base seed, seed) order."""
 
     name: str
     method: str | None = None
     overrides: tuple[str, ...] = ()
     runs: list[ArmRun] = field(default_factory=list)
-    planned: list[str] = field(default_factory=list)
 
     @property
     def started(self) -> bool:
@@ -104,18 +102,18 @@ def _last_eval_samples(run: RunFolder) -> list[dict[str, Any]]:
     return [row for row in rows if row["step"] == last]
 
 
-def _load_group(folder: CompareFolder, arm: Arm, planned: list[Replicate]) -> ArmGroup:
+def _load_group(folder: CompareFolder, arm: Arm) -> ArmGroup:
     """An arm's runs: runs/<arm>/<replicate>/ for each replicate folder present, or runs/<arm>/ itself when it is a
     run folder (written before seeds existed); a planned replicate not on disk yet is simply absent."""
-    group = ArmGroup(arm.name, arm.method, arm.overrides, planned=[r.label for r in planned])
+    group = ArmGroup(arm.name, arm.method, arm.overrides)
     top = folder.arm(arm.name)
     if top.holds_run():
         group.runs = [_load_run(top, arm.name, arm.method, "")]
     else:
-        labels = [label for label in folder.replicates_on_disk(arm.name)
-                  if folder.run(arm.name, label).holds_run()]  # a seed that logged no step yet is not started
+        on_disk = folder.replicates_on_disk(arm.name)
+        labels = [label for label in on_disk if folder.run(arm.name, label).holds_run()]  # no step logged: not started
         group.runs = [_load_run(folder.run(arm.name, label), arm.name, arm.method, label) for label in labels]
-        if top.path.is_dir() and not folder.replicates_on_disk(arm.name):
+        if top.path.is_dir() and not on_disk:
             raise RlinoError(f"arm '{arm.name}': {top.file(METRICS)} not found and no seed folders (seed-N) in "
                              f"{top.path}; is it an `rlino train` run folder?")
     if group.runs and group.method is None:
@@ -156,7 +154,7 @@ def load_compare(compare_dir: str | Path) -> Compare:
     arms, reps = _compare_plan(folder, compare_text)
     base_seeds = list(dict.fromkeys(rep.base_seed for rep in reps)) or [None]
     bases = {b: _read_base(folder, b) for b in base_seeds}
-    groups = [_load_group(folder, arm, reps) for arm in arms]
+    groups = [_load_group(folder, arm) for arm in arms]
     if not any(group.started for group in groups):
         raise RlinoError(f"no runs in {folder.runs}: expected one run folder per arm and seed, "
                          "runs/<arm>/seed-N/metrics.jsonl")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from statistics import fmean
 from typing import Any
 
@@ -11,9 +10,9 @@ from rlino.report.claims import judge_claims
 from rlino.report.length import causal_verdicts, token_weight_summary
 from rlino.report.read import ArmGroup, ArmRun, Compare
 from rlino.report.sentences import summary_sentences
-from rlino.report.values import num, rounded, trend
+from rlino.report.values import accuracy_floor, num, rounded, slope_floor, trend
 from rlino.run_folder import replicate_key
-from rlino.stats import binomial_sd, ols_slope, seed_interval, wilson_interval
+from rlino.stats import ols_slope, seed_interval, wilson_interval
 
 
 def interval(row: dict[str, Any]) -> tuple[float | None, float | None, float | None]:
@@ -83,20 +82,6 @@ def _empty_arm(group: ArmGroup) -> dict[str, Any]:
             "length_correct_slope", "token_weight")
     return {"method": group.method, **{k: None for k in keys}, "eval_steps": [], "eval_accuracy": [],
             "eval_accuracy_lo": [], "eval_accuracy_hi": []}
-
-
-def slope_floor(slopes: list[dict[str, Any]]) -> float | None:
-    """The sd one seed's slope has from its own fit (its OLS standard error), averaged as a variance over seeds."""
-    ses = [s["se"] for s in slopes if s.get("se") is not None]
-    return math.sqrt(fmean(se * se for se in ses)) if ses else None
-
-
-def accuracy_floor(runs: list[dict[str, Any]]) -> float | None:
-    """The binomial sd of one seed's final accuracy on its evaluation items (None when the count is unknown)."""
-    n = [r.get("num_items") for r in runs]
-    if not all(isinstance(k, int) and k > 0 for k in n):
-        return None
-    return binomial_sd([r["accuracy"] for r in runs], min(n))
 
 
 def _seed_slope(slopes: list[dict[str, Any] | None]) -> dict[str, Any] | None:

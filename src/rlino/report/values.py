@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+from statistics import fmean
 from typing import Any
+
+from rlino.stats import binomial_sd
 
 DASH = "—"
 
@@ -50,3 +53,19 @@ def has_interval(r: dict[str, Any]) -> bool:
 
 def fmt(value: Any, spec: str = "") -> str:
     return DASH if value is None else format(value, spec)
+
+
+def accuracy_floor(runs: list[dict[str, Any]]) -> float | None:
+    """The binomial sd of one seed's final accuracy (a fraction) on its evaluation items, from per-seed results with
+    `accuracy` and `num_items`; None when an item count is unknown. The least an interval over seeds may assume."""
+    n = [r.get("num_items") for r in runs]
+    if not all(isinstance(k, int) and k > 0 for k in n):
+        return None
+    return binomial_sd([r["accuracy"] for r in runs], min(n))
+
+
+def slope_floor(slopes: list[dict[str, Any]]) -> float | None:
+    """The sd one seed's slope has from its own fit (its OLS standard error `se`), averaged as a variance over the
+    slopes that carry one; None when none does."""
+    ses = [s["se"] for s in slopes if s.get("se") is not None]
+    return math.sqrt(fmean(se * se for se in ses)) if ses else None
