@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from rlino.distributed import World
@@ -68,9 +69,12 @@ def assert_same_run(one: Path, two: Path, initial: dict[str, torch.Tensor]) -> N
 
 
 @pytest.mark.parametrize("method", [["method.name=grpo"],  # per-response averaging, KL and clip
-                                    ["method.name=fisft_pos_neg", "method.aggregation=token-mean"]])
+                                    ["method.name=fisft_pos_neg", "method.aggregation=token-mean"],
+                                    # the critic: whitening over ranks, its loss's normaliser, the KL in the reward
+                                    ["method.name=ppo", "method.beta=0.01", "train.steps=2"]],
+                         ids=["grpo", "fisft_pos_neg", "ppo"])
 def test_two_ranks_match_one_process(tmp_path, method):
-    sets = COMMON + method + ["train.steps=1"]
+    sets = COMMON + ["train.steps=1"] + method
     train(SMOKE, sets, out=tmp_path / "one")
     args = [SMOKE, "--out", str(tmp_path / "two")]
     for item in sets:
@@ -81,6 +85,10 @@ def test_two_ranks_match_one_process(tmp_path, method):
     from rlino.embedded import load_embedded
 
     assert_same_run(tmp_path / "one", tmp_path / "two", load_embedded("embedded:tiny", seed=0)[0].state_dict())
+    if "method.name=ppo" in method:
+        one, two = (load_file(str(complete_checkpoints(tmp_path / d)[-1] / "critic.safetensors"))
+                    for d in ("one", "two"))
+        assert rel_diff(two, one) <= 1e-5 and float(one["head.weight"].abs().sum()) > 0
 
 
 def test_two_rank_resume_continues_like_an_uninterrupted_run(tmp_path):

@@ -23,8 +23,8 @@ LAYERS = {
     "rlino.tasks": 3, "rlino.distributed": 3,
     "rlino.embedded": 4,
     "rlino.models": 5, "rlino.lora": 5, "rlino.engine": 5,
-    "rlino.rollout": 6, "rlino.objectives": 6,
-    "rlino.evaluate": 7, "rlino.arms": 7,
+    "rlino.rollout": 6, "rlino.objectives": 6, "rlino.gae": 6, "rlino.critic": 6,
+    "rlino.evaluate": 7, "rlino.arms": 7, "rlino.credit": 7,
     "rlino.step": 8,
     "rlino.trainer": 9, "rlino.equivalence": 9, "rlino.report": 9,
     "rlino.compare": 10,
@@ -35,6 +35,7 @@ LAYERS = {
 # what some modules may import at most, whatever their layer
 ONLY = {
     "rlino.objectives": {"rlino.errors"},  # pure tensor math: nothing of config, models or files
+    "rlino.gae": set(),
 }
 NEVER = {
     # the report reads run folders; it never reaches into what wrote them

@@ -146,13 +146,15 @@ def test_every_method_setting_reaches_the_resolved_method():
     from rlino.objectives import resolve_method
 
     values = dict(weights="pos", aggregation="token-mean", clip=False, clip_eps=0.13, clip_eps_high=0.31, beta=0.07,
-                  epochs_per_batch=3, neg_weight=0.4, std="population", adv_eps=1e-3)
+                  epochs_per_batch=3, neg_weight=0.4, std="population", adv_eps=1e-3, term="nft")
     fields = {f.name for f in dataclasses.fields(MethodConfig)} - {"name"}
     assert fields == set(values), "a new MethodConfig field: add a value here"
     for name in METHODS:
         resolved = resolve_method(MethodConfig(name=name, **values))
         assert {k: getattr(resolved, k) for k in values} == values, name
         for k in values:  # and each one alone, so no field depends on another being set
+            if k == "term" and (METHODS[name].clip or METHODS[name].has_critic):
+                continue  # an error there (test_nft_term_needs_no_clip_and_one_weight_per_response)
             one = resolve_method(MethodConfig(name=name, **{k: values[k]}))
             assert getattr(one, k) == values[k], (name, k)
     symmetric = resolve_method(MethodConfig(name="grpo", clip_eps=0.1))
@@ -194,3 +196,57 @@ def test_fisft_adv_loss_equals_first_update_grpo_gradient_on_tensors():
         grads.append(logp.grad.clone())
     assert grads[0].abs().sum() > 0
     assert torch.allclose(grads[0], grads[1], atol=1e-7)
+
+
+def test_nft_prompt_weight_is_the_miss_rate_by_hand():
+    rewards = torch.tensor([1.0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0.5])  # r̂ = 1/4, all correct, 1/2 (0.5 is not correct)
+    w = response_weights(rewards, 4, METHODS["nft"])
+    assert w.tolist() == pytest.approx([0.75] * 4 + [0.0] * 4 + [0.5] * 4)
+
+
+def test_nft_term_by_hand():
+    """log R = ±0.1 on a correct and a wrong response of a group with r̂ = 1/4."""
+    from rlino.objectives import nft_term
+
+    old = torch.zeros(2, 2)
+    logp = torch.tensor([[0.1, -0.1], [0.1, -0.1]], requires_grad=True)
+    term = nft_term(logp, old, torch.tensor([1.0, 0.0]), torch.tensor([0.25, 0.25]))
+    r = math.exp(0.1), math.exp(-0.1)
+    # correct: −log R. wrong: −log max((1 − R/4)/(3/4), 1): R > 1 gives −log 1 = 0, R < 1 gives −log((1 − R/4)/0.75)
+    expected = [[-0.1, 0.1], [0.0, -math.log((1 - r[1] / 4) / 0.75)]]
+    assert term.detach().tolist()[0] == pytest.approx(expected[0])
+    assert term.detach().tolist()[1] == pytest.approx(expected[1])
+    term.sum().backward()
+    # gradients w.r.t. log π: correct −1; wrong −p'(R)·R / max(p, 1) with p'(R) = −(1/4)/(3/4): floored at 1, the
+    # value is 1 but the gradient is still p's
+    g_hi = (1 / 3) * r[0] / 1.0
+    g_lo = (1 / 3) * r[1] / ((1 - r[1] / 4) / 0.75)
+    assert logp.grad.tolist()[0] == pytest.approx([-1.0, -1.0])
+    assert logp.grad.tolist()[1] == pytest.approx([g_hi, g_lo])
+
+
+def test_nft_first_update_gradient_equals_dr_grpo_token_mean():
+    """At R = 1 with ω = 1 − r̂: −(1 − r̂)∇log π on correct and +r̂∇log π on wrong responses, which is r − r̂ weights
+    (Dr. GRPO's group-center) through the clipped ratio, under the same aggregation."""
+    g = torch.Generator().manual_seed(0)
+    logp = (-torch.rand(8, 6, generator=g) * 2).requires_grad_(True)
+    mask = torch.ones(8, 6)
+    mask[2, 4:] = 0
+    rewards = torch.tensor([1.0, 0, 0, 1, 0, 0, 0, 1])
+    grads = []
+    for m in (METHODS["nft"], method("dr_grpo", aggregation="token-mean")):
+        logp.grad = None
+        objective(logp, mask, rewards, 4, m).loss.backward()
+        grads.append(logp.grad.clone())
+    assert torch.allclose(grads[0], grads[1], atol=1e-7) and grads[0].abs().sum() > 0
+
+
+@pytest.mark.parametrize("changes", [dict(name="grpo", term="nft"), dict(name="ppo", term="nft", clip=False),
+                                     dict(name="nft", term="sft")])
+def test_nft_term_needs_no_clip_and_one_weight_per_response(changes):
+    from rlino.config import MethodConfig
+    from rlino.errors import RlinoError
+    from rlino.objectives import resolve_method
+
+    with pytest.raises(RlinoError, match="method.term"):
+        resolve_method(MethodConfig(**changes))

@@ -1,4 +1,4 @@
-"""The typed run configuration: six sections of plain values with documented defaults.
+"""The typed run configuration: seven sections of plain values with documented defaults.
 
 A config is a TOML file whose tables are the sections below; any key can be overridden from the command line with
 `--set section.key=value` (the value is read as TOML, and as a plain string when it is not valid TOML). A section can
@@ -67,9 +67,11 @@ class TaskConfig:
 @dataclass
 class MethodConfig:
     name: str = "grpo"
-    """A row of the methods table: grpo, grpo_no_kl, dr_grpo, dapo, fisft_pos_neg, fisft_pos, fisft_neg, fisft_adv."""
+    """A row of the methods table: grpo, grpo_no_kl, dr_grpo, dapo, fisft_pos_neg, fisft_pos, fisft_neg, fisft_adv,
+    rloo, raft_pp, reinforce_rej, ppo, nft (README, "Methods")."""
     weights: str | None = None
-    """Override the row's per-response weights: group-norm, group-center, pos-neg, pos, neg. Unset: the row's."""
+    """Override the row's weights: group-norm, group-center, leave-one-out, pos-neg-mixed, miss-rate, pos-neg, pos,
+    neg, or gae (per token from a critic, configured in [critic]). Unset: the row's."""
     aggregation: str | None = None
     """Override the row's aggregation: seq-mean-token-mean, token-mean, seq-mean-token-sum-norm. Unset: the row's."""
     clip: bool | None = None
@@ -88,6 +90,34 @@ class MethodConfig:
     """Group std in the group-norm weights: `sample` (unbiased, as TRL and verl) or `population` (the paper's)."""
     adv_eps: float = 1e-4
     """Added to the group std so all-correct and all-wrong groups get weight 0 instead of 0/0."""
+    term: str | None = None
+    """Override the row's per-token term: `policy-gradient` (−A·ρ̃) or `nft` (NFT's). Unset: the row's."""
+
+
+@dataclass
+class CriticConfig:
+    """The learned value function of methods with a critic (`ppo`); an error on any other method when changed."""
+
+    model: str | None = None
+    """Where the critic's backbone comes from: unset = a copy of the policy's initial model (model.name_or_path),
+    or another hub id / folder / `embedded:NAME` with the same tokenizer. A linear value head sits on its last
+    hidden state."""
+    learning_rate: float | None = None
+    """The critic's AdamW learning rate (its own optimizer; train.lr_schedule and warm-up apply). Unset:
+    10 × train.learning_rate (verl's defaults are 1e-5 for the critic, 1e-6 for the actor)."""
+    warmup_steps: int = 0
+    """The first N steps train only the critic, the policy frozen (verl's critic_warmup)."""
+    gamma: float = 1.0
+    """Discount γ of GAE, in [0, 1]."""
+    lam: float = 0.95
+    """λ of GAE, in [0, 1]: 1 = Monte Carlo returns minus the value (no bias, most variance), 0 = one-step TD."""
+    whiten: bool = True
+    """Normalise the advantages to mean 0, std 1 over the step's tokens (verl's and TRL's default)."""
+    value_clip: float = 0.5
+    """ε_v of the clipped value loss (verl's cliprange_value); 0 turns the clip off."""
+    kl: str = "reward"
+    """Where the KL to the reference goes when method.beta > 0: `reward` (−β·kl per token in the reward, classic
+    RLHF PPO) or `loss` (the k3 term in the loss, as the GRPO rows)."""
 
 
 @dataclass
@@ -171,6 +201,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
 
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
@@ -341,3 +372,28 @@ def check_config(cfg: Config) -> None:
     if s.autocast != "model":
         check_autocast(s.autocast, "sampling.autocast (or `model`)")
     check_lora(cfg.model.lora)
+    check_critic(cfg.critic)
+
+
+CRITIC_KL = ("reward", "loss")
+
+
+def check_critic(c: CriticConfig) -> None:
+    """Ranges of the [critic] settings (whether the method has a critic is the trainer's check)."""
+    for key, value in (("critic.gamma", c.gamma), ("critic.lam", c.lam)):
+        if not 0.0 <= value <= 1.0:
+            raise RlinoError(f"{key} must be in [0, 1], got {value}")
+    if c.learning_rate is not None and c.learning_rate <= 0:
+        raise RlinoError(f"critic.learning_rate must be > 0 (or unset: 10 × train.learning_rate), "
+                         f"got {c.learning_rate}")
+    if c.warmup_steps < 0 or c.value_clip < 0:
+        raise RlinoError("critic.warmup_steps and critic.value_clip must be >= 0")
+    if c.kl not in CRITIC_KL:
+        raise RlinoError(f"critic.kl must be 'reward' or 'loss', got '{c.kl}'")
+
+
+def changed_critic_keys(cfg: Config) -> list[str]:
+    """The [critic] keys set to something other than their defaults (an error on a method without a critic)."""
+    default = CriticConfig()
+    return [f"critic.{f.name}" for f in dataclasses.fields(CriticConfig)
+            if getattr(cfg.critic, f.name) != getattr(default, f.name)]

@@ -25,7 +25,16 @@ import torch
 from rlino.config import Config
 from rlino.errors import RlinoError
 from rlino.evaluate import score_all
-from rlino.objectives import AGGREGATIONS, METHODS, Method, response_weights, token_loss, zero_variance_groups
+from rlino.objectives import (
+    AGGREGATIONS,
+    METHODS,
+    Method,
+    group_rate,
+    is_correct,
+    response_weights,
+    token_loss,
+    zero_variance_groups,
+)
 from rlino.rollout import Rollout, sample, token_logprobs
 
 INNER_STEPS = (1, 2, 4)
@@ -45,7 +54,8 @@ def gradient(model, rollout: Rollout, rewards: torch.Tensor, group_size: int, me
                              rollout.completion_mask, temperature=temperature)
     w = response_weights(rewards, group_size, method)
     token_loss(logp, rollout.completion_mask, w, method, old_logp=old_logp, ref_logp=ref_logp,
-               max_new_tokens=max_new_tokens).loss.backward()
+               max_new_tokens=max_new_tokens, correct=is_correct(rewards),
+               rate=group_rate(rewards, group_size)).loss.backward()
     return _flat_grad(model)
 
 

@@ -1,11 +1,15 @@
 """The objective: every method is one row over three independent choices.
 
     loss = aggregate_t,i(  ℓ_it  )
-    ℓ_it = − w_i · ρ̃_it  +  β · KL_t            (ρ̃: clipped importance ratio, or log π when there is no ratio)
+    ℓ_it = − A_it · ρ̃_it  +  β · KL_t           (ρ̃: clipped importance ratio, or log π when there is no ratio)
+    A_it = w_i                                  (the outcome methods: `spread_evenly`, the paper's assumption 2)
+    ℓ_it = w_i · nft_it   +  β · KL_t           (the `nft` per-token term instead of −A·ρ̃: `nft_term`)
 
-1. weights w_i, one per response, from the group's rewards (`response_weights`);
+1. weights w_i, one per response, from the group's rewards (`response_weights`), spread evenly over the response's
+   tokens; or, for `ppo`, advantages A_it per token from a learned critic (`rlino.gae`);
 2. aggregation over tokens and responses (`aggregate`);
-3. regularisers: the PPO-style clipped ratio ρ_it = π_θ/π_old and the k3 KL estimate to a frozen reference.
+3. regularisers: the PPO-style clipped ratio ρ_it = π_θ/π_old and the k3 KL estimate to a frozen reference;
+4. the per-token term: the policy-gradient one above, or NFT's implicit-negative-policy likelihood (`nft_term`).
 
 Everything here is a pure function over tensors: per-token log-probs [B, T], a 0/1 mask [B, T], rewards [B]
 (responses of one prompt adjacent, `group_size` of them), and optionally the sampling-time and reference log-probs.
@@ -21,9 +25,15 @@ import torch
 
 from rlino.errors import RlinoError, did_you_mean
 
-WEIGHTS = ("group-norm", "group-center", "leave-one-out", "pos-neg-mixed", "pos-neg", "pos", "neg")
+WEIGHTS = ("group-norm", "group-center", "leave-one-out", "pos-neg-mixed", "miss-rate", "pos-neg", "pos", "neg",
+           "gae")
+TERMS = ("policy-gradient", "nft")
 AGGREGATIONS = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm")
-GROUP_WEIGHTS = ("group-norm", "group-center", "leave-one-out", "pos-neg-mixed")  # need group_size >= 2
+GROUP_WEIGHTS = ("group-norm", "group-center", "leave-one-out", "pos-neg-mixed", "miss-rate")  # need group_size >= 2
+NFT_EPS = 1.0
+"""ε of NFT's max_v(·, ε) on the implicit negative policy's ratio (the paper's and its code's default)."""
+NFT_LOG_RATIO_CAP = 10.0
+"""log R is capped here before exp (NFT's code; not in the paper): no overflow, no gradient beyond it."""
 
 
 @dataclass(frozen=True)
@@ -41,10 +51,16 @@ class Method:
     neg_weight: float = 1.0
     std: str = "sample"
     adv_eps: float = 1e-4
+    term: str = "policy-gradient"
 
     @property
     def needs_groups(self) -> bool:
         return self.weights in GROUP_WEIGHTS
+
+    @property
+    def has_critic(self) -> bool:
+        """Whether the advantages come from a learned value function (GAE), not from the rewards alone."""
+        return self.weights == "gae"
 
 
 # The named methods. `fisft_adv` and `grpo_no_kl` differ only in the ratio: on the first update of a fresh batch
@@ -70,6 +86,18 @@ METHODS: dict[str, Method] = {
     # prompts whose responses are all correct or all wrong dropped.
     "raft_pp": Method("raft_pp", "pos", "token-mean", clip=True, beta=0.001),
     "reinforce_rej": Method("reinforce_rej", "pos-neg-mixed", "token-mean", clip=True, beta=0.001),
+    # PPO with a learned critic (Schulman et al. 2017, arXiv 1707.06347; GAE: Schulman et al. 2016, arXiv
+    # 1506.02438), as verl and TRL run it for LLMs: the outcome reward on the last token, a value head on a copy of the
+    # policy's backbone, per-token advantages by GAE (γ = 1, λ = 0.95, whitened), the clipped ratio, token-mean. The
+    # one row that does not make the paper's assumption 2: its advantage differs from token to token. Its settings
+    # are the [critic] section of the config.
+    "ppo": Method("ppo", "gae", "token-mean", clip=True),
+    # NFT, Negative-aware Fine-Tuning (Chen et al. 2025, "Bridging Supervised Learning and Reinforcement Learning in
+    # Math Reasoning", arXiv 2505.18116), as NVlabs/NFT runs it: the likelihood of correct responses and of wrong ones
+    # under the implicit negative policy (`nft_term`), each prompt weighted by ω = 1 − r̂ (its default,
+    # `normalize=1`), prompts whose responses all agree dropped, no clip, no KL. Aggregation: the paper's token-mean
+    # (the authors' code divides each mini-batch's token sum by a constant 1000 instead).
+    "nft": Method("nft", "miss-rate", "token-mean", clip=False, term="nft"),
 }
 
 
@@ -82,7 +110,7 @@ def resolve_method(cfg) -> Method:
         raise RlinoError(f"unknown method '{cfg.name}'{did_you_mean(cfg.name, METHODS)}; "
                          f"valid: {', '.join(METHODS)}")
     row = METHODS[cfg.name]
-    changes = {k: getattr(cfg, k) for k in ("weights", "aggregation", "clip", "clip_eps", "beta")
+    changes = {k: getattr(cfg, k) for k in ("weights", "aggregation", "clip", "clip_eps", "beta", "term")
                if getattr(cfg, k) is not None}
     if cfg.clip_eps_high is not None:
         changes["clip_eps_high"] = cfg.clip_eps_high
@@ -102,6 +130,11 @@ def _validate(m: Method) -> None:
     if m.aggregation not in AGGREGATIONS:
         raise RlinoError(f"method.aggregation: unknown '{m.aggregation}'{did_you_mean(m.aggregation, AGGREGATIONS)}"
                          f"; valid: {', '.join(AGGREGATIONS)}")
+    if m.term not in TERMS:
+        raise RlinoError(f"method.term: unknown '{m.term}'{did_you_mean(m.term, TERMS)}; valid: {', '.join(TERMS)}")
+    if m.term == "nft" and (m.clip or m.has_critic):
+        raise RlinoError("method.term 'nft' has its own ratio (no clip) and takes one weight per response: set "
+                         "method.clip = false and weights other than 'gae'")
     if m.std not in ("sample", "population"):
         raise RlinoError(f"method.std must be 'sample' or 'population', got '{m.std}'")
     if m.beta < 0 or m.clip_eps < 0 or m.clip_eps_high < 0 or m.neg_weight < 0 or m.adv_eps < 0:
@@ -128,11 +161,16 @@ def response_weights(rewards: torch.Tensor, group_size: int, method: Method) -> 
     group-center: r_i − mean_g r                            Dr. GRPO's advantage
     leave-one-out: r_i − mean_{j≠i} r_j = G/(G−1)·(r_i − mean_g r)   RLOO's advantage
     pos-neg-mixed: pos-neg, and 0 in groups whose responses are all correct or all wrong   Reinforce-Rej
+    miss-rate:    1 − r̂ (r̂: the group's fraction correct), 0 where all agree   NFT's prompt weight ω
     pos-neg:      +1 if correct, −neg_weight if wrong       F-ISFT+−
     pos:          +1 if correct, 0 if wrong                 F-ISFT+ (rejection-sampling fine-tuning)
     neg:          0 if correct, −neg_weight if wrong        F-ISFT−
+    gae:          per token, from a critic (`rlino.gae`): not a function of the rewards alone
     """
     r = rewards.float()
+    if method.has_critic:
+        raise RlinoError(f"method '{method.name}' (weights 'gae') takes its advantages from a critic, per token: "
+                         f"see rlino.gae")
     if method.weights in GROUP_WEIGHTS:
         if group_size < 2 or r.numel() % group_size:
             raise RlinoError(f"method '{method.name}' needs groups: got {r.numel()} rewards for group_size "
@@ -143,10 +181,12 @@ def response_weights(rewards: torch.Tensor, group_size: int, method: Method) -> 
             return centred.reshape(-1)
         if method.weights == "leave-one-out":  # r_i minus the mean of the other G − 1 rewards of the group
             return (g - (g.sum(dim=1, keepdim=True) - g) / (group_size - 1)).reshape(-1)
+        ok = is_correct(g).float()
+        mixed = (ok.max(dim=1, keepdim=True).values > ok.min(dim=1, keepdim=True).values).float()
         if method.weights == "pos-neg-mixed":  # ±1, kept only where the group's outcomes differ
-            ok = is_correct(g).float()
-            mixed = (ok.max(dim=1, keepdim=True).values > ok.min(dim=1, keepdim=True).values).float()
             return ((ok - method.neg_weight * (1 - ok)) * mixed).reshape(-1)
+        if method.weights == "miss-rate":  # the same 1 − r̂ for every response of a mixed group
+            return ((1 - ok.mean(dim=1, keepdim=True)) * mixed).expand_as(g).reshape(-1)
         std = g.std(dim=1, keepdim=True, unbiased=method.std == "sample")
         return (centred / (std + method.adv_eps)).reshape(-1)
     ok = is_correct(r).float()
@@ -214,22 +254,62 @@ class LossOutput:
     """Of those, the fraction clipped above (ρ > 1 + ε_high: positive weights; DAPO's clip-higher acts here)."""
 
 
+def group_rate(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """[B] r̂ of each response's group: the fraction of the group's responses that are correct."""
+    ok = is_correct(rewards).float().view(-1, group_size)
+    return ok.mean(dim=1, keepdim=True).expand_as(ok).reshape(-1)
+
+
+def nft_term(logp: torch.Tensor, old_logp: torch.Tensor, correct: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+    """NFT's per-token term [B, T] (Chen et al. 2025, eq. 10), before the prompt weight w_i = ω:
+
+        correct response:  −log R_t                                   R_t = π_θ(o_t) / π_old(o_t)
+        wrong response:    −log max_v( (1 − r̂ R_t) / (1 − r̂), ε )     the implicit negative policy's ratio
+
+    max_v clamps the value at ε = NFT_EPS but keeps the gradient of its argument (as the authors' code does); r̂ is
+    kept inside [0.02, 0.98] (their numerical guard: a group with every response correct would divide by 0; its
+    weight is 0 anyway). At R = 1 with ω = 1 − r̂ the gradient is −(1 − r̂)·∇log π for a correct response and
+    +r̂·∇log π for a wrong one: Dr. GRPO's, r − r̂ (`rlino equivalence` measures it)."""
+    log_ratio = (logp - old_logp).clamp(max=NFT_LOG_RATIO_CAP)
+    r_hat = rate.to(logp.dtype).clamp(0.02, 0.98).unsqueeze(1)
+    negative = (1 - r_hat * torch.exp(log_ratio)) / (1 - r_hat)
+    floored = negative + (negative.clamp(min=NFT_EPS) - negative).detach()
+    ok = correct.to(logp.dtype).unsqueeze(1)
+    return -(ok * log_ratio + (1 - ok) * torch.log(floored))
+
+
+def spread_evenly(weights: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The paper's assumption 2, as one line: the response's weight w_i is every one of its tokens' advantage.
+
+        A[i, t] = w_i   for every token t of response i      ([B] -> [B, T], the shape of `like`)
+    """
+    return weights.to(like.dtype).unsqueeze(1).expand_as(like)
+
+
 def token_loss(logp: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor, method: Method, *,
                old_logp: torch.Tensor | None = None, ref_logp: torch.Tensor | None = None,
                num_responses: int | None = None, num_tokens: float | None = None,
-               max_new_tokens: int | None = None) -> LossOutput:
-    """The loss for per-token log-probs `logp` [B, T] under per-response weights `weights` [B].
+               max_new_tokens: int | None = None, correct: torch.Tensor | None = None,
+               rate: torch.Tensor | None = None) -> LossOutput:
+    """The loss for per-token log-probs `logp` [B, T] under per-response weights `weights` [B] (spread evenly over
+    each response's tokens) or per-token advantages [B, T] (a critic's).
 
-    With clipping (GRPO family):  ℓ_it = −min(ρ_it w_i, clip(ρ_it, 1−ε_low, 1+ε_high) w_i),  ρ_it = exp(logp − old_logp)
-    Without (F-ISFT family):      ℓ_it = −w_i · logp_it        (weighted log-likelihood of the model's own samples)
+    With clipping (GRPO family):  ℓ_it = −min(ρ_it A_it, clip(ρ_it, 1−ε_low, 1+ε_high) A_it),  ρ_it = exp(logp − old)
+    Without (F-ISFT family):      ℓ_it = −A_it · logp_it        (weighted log-likelihood of the model's own samples)
     KL (β > 0):                   ℓ_it += β (exp(ref − logp) − (ref − logp) − 1)   (k3, unbiased and ≥ 0)
+
+    NFT (term 'nft'):             ℓ_it = w_i · nft_term_it      (needs each row's `correct` and group `rate`)
 
     `old_logp` defaults to `logp.detach()` (the first update on a fresh batch: ρ = 1, and ∇ρ = ∇log π, so the
     clipped loss has the same gradient as the weighted log-likelihood).
     """
-    w = weights.to(logp.dtype).unsqueeze(1)
+    w = weights.to(logp.dtype) if weights.dim() == 2 else spread_evenly(weights, logp)  # A_it
     clip_frac = clip_low = clip_high = None
-    if method.clip:
+    if method.term == "nft":
+        if correct is None or rate is None:
+            raise RlinoError("the 'nft' term needs each response's correctness and its group's rate")
+        per_token = w * nft_term(logp, logp.detach() if old_logp is None else old_logp, correct, rate)
+    elif method.clip:
         old = logp.detach() if old_logp is None else old_logp
         ratio = torch.exp(logp - old)
         clipped = ratio.clamp(1 - method.clip_eps, 1 + method.clip_eps_high)
@@ -260,4 +340,4 @@ def objective(logp: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor, gro
     """The whole step's loss in one call: weights from the rewards, then `token_loss` (a one-batch convenience)."""
     weights = response_weights(rewards, group_size, method)
     return token_loss(logp, mask, weights, method, old_logp=old_logp, ref_logp=ref_logp,
-                      max_new_tokens=max_new_tokens)
+                      max_new_tokens=max_new_tokens, correct=is_correct(rewards), rate=group_rate(rewards, group_size))

@@ -22,15 +22,16 @@ from typing import Any
 import torch
 
 from rlino.config import Config
+from rlino.credit import Credit, assign_credit, critic_optimizer_step, critic_pass
 from rlino.distributed import World
 from rlino.errors import RlinoError
 from rlino.evaluate import length_stats, score_all
-from rlino.objectives import Method, is_correct, response_weights, token_loss, zero_variance_groups
+from rlino.objectives import Method, group_rate, is_correct, response_weights, token_loss, zero_variance_groups
 from rlino.rollout import MicroBatch, Rollout, sample, token_logprobs
 from rlino.run_folder import SAMPLES, WEIGHTS
 from rlino.schedule import prompt_indices
 
-SUMS = ("loss", "entropy", "kl", "clip", "clip_low", "clip_high", "clip_n")
+SUMS = ("loss", "entropy", "kl", "clip", "clip_low", "clip_high", "clip_n", "value_loss", "value_clip")
 """The step's running sums (added over micro-batches, then over ranks)."""
 
 
@@ -52,6 +53,10 @@ class Policy:
     """A fresh mixed-precision context (model.autocast) for the training and reference forward passes."""
     sample_autocast: Callable[[], AbstractContextManager] = nullcontext
     """The same for sampling (sampling.autocast)."""
+    critic: torch.nn.Module | None = None
+    """The value model of methods with a critic (`ppo`), with its own optimizer and schedule; None otherwise."""
+    critic_optimizer: torch.optim.Optimizer | None = None
+    critic_scheduler: Any = None
 
 
 class Clock:
@@ -97,6 +102,10 @@ class Scored:
 
     rewards: torch.Tensor
     weights: torch.Tensor
+    """[rows] w_i; with a critic, each response's mean per-token advantage (set by the update, for the logs)."""
+    correct: torch.Tensor | None = None
+    """[rows] 0/1, and `rate` each row's group's fraction correct: what the `nft` term reads beside w_i."""
+    rate: torch.Tensor | None = None
 
 
 @dataclass
@@ -109,6 +118,8 @@ class UpdateStats:
     sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(SUMS, 0.0))
     token_weight: torch.Tensor | None = None
     """[rows] per response, the mean over its tokens of −∂loss/∂log π_t, times the step's response count."""
+    critic: dict[str, float] = field(default_factory=dict)
+    """The critic's metrics (value, advantage and explained-variance statistics, its gradient norm)."""
 
 
 @dataclass
@@ -139,15 +150,21 @@ def sample_groups(policy: Policy, cfg: Config, world: World, train_items: Sequen
 
 def score(task, batch: Batch, method: Method, group_size: int) -> Scored:
     rewards = score_all(task, batch.rollout.texts, batch.rows)
-    weights = response_weights(rewards, group_size, method).to(batch.rollout.completion_ids.device)
-    return Scored(rewards, weights)
+    device = batch.rollout.completion_ids.device
+    if method.has_critic:  # the critic's per-token advantages replace w_i in the update
+        return Scored(rewards, torch.zeros(len(rewards), device=device))
+    return Scored(rewards, response_weights(rewards, group_size, method).to(device), is_correct(rewards).to(device),
+                  group_rate(rewards, group_size).to(device))
 
 
 # ---- phase 3 --------------------------------------------------------------------------------------------------------
 
 def update(policy: Policy, batch: Batch, scored: Scored, cfg: Config, method: Method, world: World,
            clock: Clock, step: int) -> UpdateStats:
-    """`epochs_per_batch` optimizer steps on the batch; the first epoch's log-probs are π_old for the later ones."""
+    """`epochs_per_batch` optimizer steps on the batch; the first epoch's log-probs are π_old for the later ones.
+
+    With a critic: its advantages first (`credit.assign_credit`), then each epoch trains the critic beside the policy
+    (the policy frozen for the first critic.warmup_steps steps)."""
     rollout = batch.rollout
     (n_tok,) = world.sum_floats(float(rollout.completion_mask.sum()))  # the whole step's counts, over all ranks
     stats = UpdateStats(num_responses=len(batch.items) * cfg.train.group_size, num_tokens=n_tok,
@@ -155,22 +172,53 @@ def update(policy: Policy, batch: Batch, scored: Scored, cfg: Config, method: Me
     batches = rollout.micro_batches(cfg.train.micro_batch_size)
     with clock.phase("reference"):
         ref_logps = reference_logprobs(policy, batches, cfg.sampling.temperature)
+    advantages, credit = scored.weights, None
+    if policy.critic is not None:
+        with clock.phase("critic"):
+            credit = assign_credit(policy.critic, policy.model, policy.autocast, rollout, batches, scored.rewards,
+                                   ref_logps, cfg, method.beta, world)
+        advantages = credit.advantages  # [rows, T]: one advantage per token
+        mask = rollout.completion_mask
+        scored.weights = (advantages * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        stats.critic, stats.sums["kl"] = dict(credit.metrics), credit.kl_sum
+        if cfg.critic.kl == "reward":
+            ref_logps = [None] * len(batches)  # the KL is in the reward, not in the loss
+    train_policy = policy.critic is None or step > cfg.critic.warmup_steps
     old_logps: list[torch.Tensor | None] = [None] * len(batches)
     policy.model.train()
     for epoch in range(method.epochs_per_batch):
         policy.optimizer.zero_grad(set_to_none=True)
         bad = None
         for k, mb in enumerate(batches):
-            message = micro_batch_pass(policy, mb, scored.weights, cfg, method, stats, epoch, old_logps, k,
-                                       ref_logps[k], step)
-            bad = bad or message
+            if train_policy:
+                message = micro_batch_pass(policy, mb, advantages, scored, cfg, method, stats, epoch, old_logps, k,
+                                           ref_logps[k], step)
+                bad = bad or message
+            if credit is not None:
+                bad = bad or value_pass(policy, mb, credit, cfg, stats, epoch, step)
         (num_bad,) = world.sum_floats(float(bad is not None))  # every rank stops together
         if num_bad:
             raise NonFiniteStep(f"{bad or 'a non-finite loss on another rank'}; stopping without applying it.")
         with clock.phase("optimizer"):
-            stats.grad_norm = optimizer_step(policy, cfg, world, step)
+            if train_policy:
+                stats.grad_norm = optimizer_step(policy, cfg, world, step)
+            if credit is not None:
+                stats.critic["critic/grad_norm"] = critic_optimizer_step(
+                    policy.critic, policy.critic_optimizer, policy.critic_scheduler, cfg.train.max_grad_norm, world)
     stats.sums.update(zip(SUMS, world.sum_floats(*(stats.sums[k] for k in SUMS))))
     return stats
+
+
+def value_pass(policy: Policy, mb: MicroBatch, credit: Credit, cfg: Config, stats: UpdateStats, epoch: int,
+               step: int) -> str | None:
+    """The critic's forward and backward on one micro-batch; a message when its loss is not finite."""
+    loss, clipped, tokens = critic_pass(policy.critic, policy.autocast, mb, credit, cfg, stats.num_tokens)
+    if not torch.isfinite(loss):
+        return f"value loss is {float(loss)} at step {step} (epoch {epoch + 1})"
+    if epoch == 0:
+        stats.sums["value_loss"] += float(loss)
+        stats.sums["value_clip"] += clipped
+    return None
 
 
 def reference_logprobs(policy: Policy, batches: list[MicroBatch], temperature: float) -> list:
@@ -181,8 +229,9 @@ def reference_logprobs(policy: Policy, batches: list[MicroBatch], temperature: f
         return [token_logprobs(policy.ref_model, *mb.tensors, temperature=temperature)[0] for mb in batches]
 
 
-def micro_batch_pass(policy: Policy, mb: MicroBatch, weights: torch.Tensor, cfg: Config, method: Method,
-                     stats: UpdateStats, epoch: int, old_logps: list, k: int, ref_logp, step: int) -> str | None:
+def micro_batch_pass(policy: Policy, mb: MicroBatch, weights: torch.Tensor, scored: Scored, cfg: Config,
+                     method: Method, stats: UpdateStats, epoch: int, old_logps: list, k: int, ref_logp,
+                     step: int) -> str | None:
     """Forward and backward of one micro-batch, its share of the step's loss; a message when the loss is not finite."""
     mask = mb.completion_mask
     with policy.autocast():
@@ -191,9 +240,11 @@ def micro_batch_pass(policy: Policy, mb: MicroBatch, weights: torch.Tensor, cfg:
     if epoch == 0:
         old_logps[k] = logp.detach()  # the sampling-time policy, for the ratio of later epochs
         logp.retain_grad()  # d loss / d log π_t: the weight the step really gives each token
-    out = token_loss(logp, mask, weights[mb.rows], method, old_logp=old_logps[k], ref_logp=ref_logp,
+    adv = weights[mb.rows] if weights.dim() == 1 else weights[mb.rows, :mask.shape[1]]  # w_i, or A_it of a critic
+    outcome = {} if scored.correct is None else dict(correct=scored.correct[mb.rows], rate=scored.rate[mb.rows])
+    out = token_loss(logp, mask, adv, method, old_logp=old_logps[k], ref_logp=ref_logp,
                      num_responses=stats.num_responses, num_tokens=stats.num_tokens,
-                     max_new_tokens=cfg.sampling.max_new_tokens)
+                     max_new_tokens=cfg.sampling.max_new_tokens, **outcome)
     if not torch.isfinite(out.loss):
         return f"loss is {float(out.loss.detach())} at step {step} (epoch {epoch + 1}, micro-batch {k + 1})"
     out.loss.backward()
@@ -254,6 +305,9 @@ def records(step: int, batch: Batch, scored: Scored, stats: UpdateStats, cfg: Co
     }
     if has_ref:
         metrics["kl"] = sums["kl"] / max(n_tok, 1.0)
+    if stats.critic:
+        metrics.update(stats.critic, **{"critic/value_loss": sums["value_loss"],
+                                        "critic/clip_frac": sums["value_clip"] / max(n_tok, 1.0)})
     if method.clip:
         for key, total in (("clip_frac", "clip"), ("clip_frac_low", "clip_low"), ("clip_frac_high", "clip_high")):
             metrics[key] = sums[total] / max(sums["clip_n"], 1.0)

@@ -28,7 +28,16 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from rlino.config import Config, check_config, eval_max_new_tokens, load_config, sampling_autocast, save_config
+from rlino.config import (
+    Config,
+    changed_critic_keys,
+    check_config,
+    eval_max_new_tokens,
+    load_config,
+    sampling_autocast,
+    save_config,
+)
+from rlino.critic import build_critic, load_critic_, save_critic
 from rlino.distributed import init_world, local_device
 from rlino.errors import RlinoError
 from rlino.evaluate import evaluate
@@ -55,13 +64,20 @@ def validate(cfg: Config) -> Method:
         raise RlinoError(f"method '{method.name}' compares responses within a group (weights '{method.weights}'): "
                          f"train.group_size must be >= 2, got {cfg.train.group_size}")
     check_config(cfg)
+    changed = changed_critic_keys(cfg)
+    if changed and not method.has_critic:
+        raise RlinoError(f"{', '.join(changed)} set, but method '{method.name}' has no critic (weights "
+                         f"'{method.weights}'); the [critic] settings are for ppo (or method.weights = 'gae')")
+    if method.has_critic and cfg.critic.warmup_steps >= cfg.train.steps:
+        raise RlinoError(f"critic.warmup_steps ({cfg.critic.warmup_steps}) must be < train.steps "
+                         f"({cfg.train.steps}): the policy would never be trained")
     return method
 
 
 def resolved_config(cfg: Config, method: Method) -> Config:
     """The config with the method row's choices written out, as saved in the run folder."""
     cfg = copy.deepcopy(cfg)
-    for key in ("weights", "aggregation", "clip", "clip_eps", "clip_eps_high", "beta"):
+    for key in ("weights", "aggregation", "clip", "clip_eps", "clip_eps_high", "beta", "term"):
         setattr(cfg.method, key, getattr(method, key))
     return cfg
 
@@ -156,11 +172,22 @@ class Run:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if ref_model is not None and self.lora is None:
             self.world.broadcast_params_(ref_model)
-        t = c.train
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=t.learning_rate,
+        optimizer, scheduler = self._optimizer(model, c.train.learning_rate)
+        policy = Policy(model, tokenizer, ref_model, optimizer, scheduler, self.autocast, self.sample_autocast)
+        if self.method.has_critic:
+            policy.critic = build_critic(c.critic.model or c.model.name_or_path, dtype=c.model.dtype, device=device,
+                                         seed=c.train.seed)
+            self.world.broadcast_params_(policy.critic)
+            lr = c.critic.learning_rate or 10 * c.train.learning_rate
+            policy.critic_optimizer, policy.critic_scheduler = self._optimizer(policy.critic, lr)
+        return policy
+
+    def _optimizer(self, model: torch.nn.Module, lr: float):
+        """AdamW over the trainable parameters and the run's LR schedule."""
+        t = self.cfg.train
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
                                       betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_eps, weight_decay=t.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(c))
-        return Policy(model, tokenizer, ref_model, optimizer, scheduler, self.autocast, self.sample_autocast)
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(self.cfg))
 
     # ---- one step -------------------------------------------------------------------------------------------------
     def train_step(self, step: int) -> StepResult:
@@ -253,10 +280,14 @@ class Run:
                 self.lora.save(self.tokenizer, folder)
             else:
                 save_model(self.model, self.tokenizer, folder)
-            torch.save({"step": self.step, "optimizer": self.optimizer.state_dict(),
-                        "scheduler": self.scheduler.state_dict(), "zero_std_streak": self.zero_std_streak,
-                        "elapsed": self.elapsed,
-                        "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()}, folder / STATE_FILE)
+            state = {"step": self.step, "optimizer": self.optimizer.state_dict(),
+                     "scheduler": self.scheduler.state_dict(), "zero_std_streak": self.zero_std_streak,
+                     "elapsed": self.elapsed, "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()}
+            if self.policy.critic is not None:  # the critic's weights beside the model's, its optimizer in the state
+                save_critic(self.policy.critic, folder)
+                state.update(critic_optimizer=self.policy.critic_optimizer.state_dict(),
+                             critic_scheduler=self.policy.critic_scheduler.state_dict())
+            torch.save(state, folder / STATE_FILE)
 
         final = self.folder.write_checkpoint(self.step, write, keep=self.cfg.train.keep_checkpoints)
         self.world.barrier()
@@ -278,6 +309,10 @@ class Run:
             self.model.load_state_dict(loaded.state_dict())
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.policy.critic is not None:
+            load_critic_(self.policy.critic, ckpt)
+            self.policy.critic_optimizer.load_state_dict(state["critic_optimizer"])
+            self.policy.critic_scheduler.load_state_dict(state["critic_scheduler"])
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
         self.step, self.zero_std_streak, self.elapsed = state["step"], state["zero_std_streak"], state["elapsed"]
