@@ -28,6 +28,15 @@ def test_first_update_equal_then_degrades():
     assert kl["rel_diff_mean"] > 0
     rloo = rows[("rloo vs dr_grpo weights × G/(G−1)", "first update (ratio = 1), same aggregation")]
     assert rloo["rel_diff_max"] <= 1e-5 and rloo["agrees"]
+    nft = rows[("nft vs dr_grpo weights [token-mean]", "first update (R = 1)")]
+    assert nft["rel_diff_max"] <= 1e-5 and nft["agrees"]
+    zero = rows[("ppo [V ≡ 0, λ = γ = 1, unwhitened] vs the reward as every token's weight",
+                 "first update (ratio = 1)")]
+    assert zero["rel_diff_max"] <= 1e-5 and zero["agrees"]
+    fitted = rows[("ppo [a critic fitted on 4 other batches] vs grpo_no_kl", "first update")]
+    fresh = rows[("ppo [a fresh critic: V ≡ 0] vs grpo_no_kl", "first update")]
+    assert fitted["rel_diff_mean"] > 1e-2 and fresh["rel_diff_mean"] > 1e-2  # per-token credit is not GRPO's
+    assert -1 < fitted["cosine_mean"] < 1 and fitted["explained_variance_mean"] <= 1
     aggregation_rows = [r for r in result["summary"] if "aggregation alone" in r["condition"]]
     assert len(aggregation_rows) == 4 and all(r["rel_diff_mean"] > 1e-3 for r in aggregation_rows)
 

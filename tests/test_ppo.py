@@ -172,3 +172,19 @@ def test_bad_critic_settings_are_errors_before_anything_loads(overrides, message
 def test_gae_weights_outside_a_critic_step_are_an_error():
     with pytest.raises(RlinoError, match="from a critic"):
         response_weights(torch.ones(4), 4, METHODS["ppo"])
+
+
+def test_position_profile_by_hand():
+    from rlino.step import position_profile
+
+    weight = torch.tensor([[1.0, 2, 3, 4, 5, 6], [2, 2, 2, 2, 0, 0], [4, -1, 0, 0, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0], [1, 1, 0, 0, 0, 0]])
+    thirds, corr = position_profile(weight, mask)
+    # row 0: t = 0,1 | 2,3 | 4,5. Row 1 (L = 4): ⌊3t/4⌋ = 0, 0, 1, 2. Row 2 (L = 2): ⌊3t/2⌋ = 0, 1; no last third.
+    assert thirds[0].tolist() == pytest.approx([1.5, 3.5, 5.5])
+    assert thirds[1].tolist() == pytest.approx([2, 2, 2])
+    assert thirds[2, :2].tolist() == pytest.approx([4, -1]) and torch.isnan(thirds[2, 2])
+    assert float(corr[0]) == pytest.approx(1.0)  # a straight line in t
+    assert torch.isnan(corr[1]) and torch.isnan(corr[2])  # flat; under 3 tokens
+    _, c = position_profile(torch.tensor([[3.0, 1, 2, 0]]), torch.ones(1, 4))
+    assert float(c[0]) == pytest.approx(-0.8)  # Σ(t − 1.5)(w − 1.5) = −2.25 + 0.25 + 0.25 − 2.25 = −4; both Σ² = 5

@@ -353,3 +353,18 @@ def test_seeds_are_pooled_with_a_t_interval_and_unfinished_seeds_left_out(tmp_pa
     thin = sorted(round(ln.get_ydata()[-1], 3) for ln in ax.get_lines() if ln.get_label().startswith("_")
                   and len(ln.get_xdata()) == 5)
     assert thin == pytest.approx([25.0, 30.0, 50.0, 60.0, 70.0], abs=0.01)  # every finished seed's line
+
+
+def test_position_summary_by_hand():
+    from rlino.report.length import position_summary
+
+    rows = [{"correct": [True, False, True, False], "token_weight_thirds": [[2, 2, 2], [-1, -1, -1], [1, 2, 3],
+                                                                         [-3, None, None]],
+             "token_weight_position_corr": [None, None, 0.9, None]}]
+    p = position_summary(rows)
+    # correct: [1, 1, 1] and [1, 2, 3] / 2 = [0.5, 1, 1.5] → mean [0.75, 1, 1.25]; wrong: [−1, −1, −1] (an empty third
+    # is left out)
+    assert p["correct"] == pytest.approx([0.75, 1.0, 1.25]) and p["wrong"] == pytest.approx([-1, -1, -1])
+    assert (p["correct_responses"], p["wrong_responses"]) == (2, 1)
+    assert p["flat_frac"] == 0.75 and p["position_corr_mean"] == 0.9
+    assert position_summary([{"correct": [True], "token_weight": [1.0]}]) is None  # an older folder

@@ -44,9 +44,16 @@ def test_every_method_trains_and_saves_a_loadable_checkpoint(tmp_path, name, cap
         assert KEYS <= set(r)
         assert ("kl" in r) == (METHODS[name].beta > 0)
         assert ("clip_frac" in r) == METHODS[name].clip
+        assert ("critic/explained_variance" in r) == METHODS[name].has_critic
         assert 0 < r["accuracy"] < 1 and r["frac_zero_std_groups"] < 1
         assert r["grad_norm"] > 0, r
     assert {"eval/accuracy", "eval/length_mean"} <= set(rows[-1])
+    corr = [c for line in (out / "weights.jsonl").read_text().splitlines()
+            for c in json.loads(line)["token_weight_position_corr"]]
+    if METHODS[name].has_critic:  # a critic's advantage varies along the response
+        assert sum(c is not None for c in corr) > len(corr) / 2
+    elif METHODS[name].beta == 0:  # an outcome row without KL gives every token of a response the same weight
+        assert all(c is None for c in corr)
     final = complete_checkpoints(out)[-1]
     assert f"final model: {final}" in capsys.readouterr().out
     model = AutoModelForCausalLM.from_pretrained(final)

@@ -118,6 +118,10 @@ class UpdateStats:
     sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(SUMS, 0.0))
     token_weight: torch.Tensor | None = None
     """[rows] per response, the mean over its tokens of −∂loss/∂log π_t, times the step's response count."""
+    thirds: torch.Tensor | None = None
+    """[rows, 3] per response, the mean of −∂loss/∂log π_t × N over its first, middle and last third of tokens (NaN
+    where a third is empty), and `position_corr` [rows] its correlation with t (NaN where the weight is flat)."""
+    position_corr: torch.Tensor | None = None
     critic: dict[str, float] = field(default_factory=dict)
     """The critic's metrics (value, advantage and explained-variance statistics, its gradient norm)."""
 
@@ -167,8 +171,10 @@ def update(policy: Policy, batch: Batch, scored: Scored, cfg: Config, method: Me
     (the policy frozen for the first critic.warmup_steps steps)."""
     rollout = batch.rollout
     (n_tok,) = world.sum_floats(float(rollout.completion_mask.sum()))  # the whole step's counts, over all ranks
+    rows, device = len(batch.rows), rollout.completion_ids.device
     stats = UpdateStats(num_responses=len(batch.items) * cfg.train.group_size, num_tokens=n_tok,
-                        token_weight=torch.zeros(len(batch.rows), device=rollout.completion_ids.device))
+                        token_weight=torch.zeros(rows, device=device), thirds=torch.full((rows, 3), math.nan),
+                        position_corr=torch.full((rows,), math.nan))
     batches = rollout.micro_batches(cfg.train.micro_batch_size)
     with clock.phase("reference"):
         ref_logps = reference_logprobs(policy, batches, cfg.sampling.temperature)
@@ -251,8 +257,10 @@ def micro_batch_pass(policy: Policy, mb: MicroBatch, weights: torch.Tensor, scor
     tokens, sums = float(mask.sum()), stats.sums
     if epoch == 0:
         # per response, the mean over its tokens of −∂loss/∂log π_t, times the step's response count
-        stats.token_weight[mb.rows] = -(logp.grad * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1) * \
-            stats.num_responses
+        per_token = -logp.grad * mask * stats.num_responses
+        stats.token_weight[mb.rows] = per_token.sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        stats.thirds[mb.rows.cpu()], stats.position_corr[mb.rows.cpu()] = position_profile(per_token.cpu(),
+                                                                                          mask.cpu())
         sums["loss"] += float(out.loss.detach())
         sums["entropy"] += float((entropy * mask).sum())
         if out.kl is not None:
@@ -263,6 +271,24 @@ def micro_batch_pass(policy: Policy, mb: MicroBatch, weights: torch.Tensor, scor
         sums["clip_high"] += float(out.clip_frac_high) * tokens
         sums["clip_n"] += tokens
     return None
+
+
+def position_profile(weight: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where along each response its per-token weight sits: the mean over the first, middle and last third of its
+    tokens (token t of L is in third ⌊3t/L⌋; NaN for an empty third), and the Pearson correlation of the weight with t
+    (NaN when the weight is flat within 1e-6 of its size, or the response has under 3 tokens). [B, T] → [B, 3], [B]."""
+    m = mask.to(torch.float64)
+    w = weight.to(torch.float64) * m
+    lengths = m.sum(dim=1, keepdim=True)
+    t = torch.arange(w.shape[1], dtype=torch.float64).unsqueeze(0).expand_as(w)
+    third = torch.div(3 * t, lengths.clamp(min=1), rounding_mode="floor")
+    thirds = torch.stack([((third == k) * m * w).sum(dim=1) / ((third == k) * m).sum(dim=1) for k in range(3)], 1)
+    dt = (t - (t * m).sum(dim=1, keepdim=True) / lengths.clamp(min=1)) * m
+    dw = (w - w.sum(dim=1, keepdim=True) / lengths.clamp(min=1)) * m
+    sd_w, sd_t = dw.pow(2).sum(dim=1).sqrt(), dt.pow(2).sum(dim=1).sqrt()
+    corr = (dt * dw).sum(dim=1) / (sd_w * sd_t).clamp(min=1e-300)
+    flat = (sd_w <= 1e-6 * w.abs().sum(dim=1)) | (lengths.squeeze(1) < 3)
+    return thirds.float(), torch.where(flat, torch.nan, corr).float()
 
 
 def optimizer_step(policy: Policy, cfg: Config, world: World, step: int) -> float:
@@ -286,8 +312,8 @@ def records(step: int, batch: Batch, scored: Scored, stats: UpdateStats, cfg: Co
     """The metrics line (without timings), the logged samples and the per-response weights line of the step."""
     rollout, G = batch.rollout, cfg.train.group_size
     n_tok, sums = stats.num_tokens, stats.sums
-    rewards, weights, token_weight = (world.gather_cat(x.cpu()) for x in
-                                      (scored.rewards, scored.weights, stats.token_weight))
+    rewards, weights, token_weight, thirds, corr = (world.gather_cat(x.cpu()) for x in (
+        scored.rewards, scored.weights, stats.token_weight, stats.thirds, stats.position_corr))
     lengths, truncated = world.gather_cat(rollout.lengths.cpu()), world.gather_cat(rollout.truncated.cpu())
     ok = is_correct(rewards)
     metrics: dict[str, Any] = {
@@ -320,5 +346,13 @@ def records(step: int, batch: Batch, scored: Scored, stats: UpdateStats, cfg: Co
                    "aggregation": method.aggregation, "max_new_tokens": cfg.sampling.max_new_tokens,
                    "length": lengths.tolist(), "correct": ok.tolist(),
                    "response_weight": [round(float(x), 6) for x in weights],
-                   "token_weight": [float(f"{float(x):.6g}") for x in token_weight]}
+                   "token_weight": [float(f"{float(x):.6g}") for x in token_weight],
+                   "token_weight_thirds": [[_number(x) for x in row] for row in thirds],
+                   "token_weight_position_corr": [_number(x, 4) for x in corr]}
     return StepResult(metrics, {SAMPLES: samples, WEIGHTS: [weights_row]}, rollout)
+
+
+def _number(x: torch.Tensor, digits: int = 6) -> float | None:
+    """A logged float (digits significant), None for NaN (JSON has no NaN)."""
+    value = float(x)
+    return None if math.isnan(value) else float(f"{value:.{digits}g}")

@@ -26,7 +26,14 @@ from typing import Any
 
 from rlino.files import write_json
 from rlino.report.document import report_blocks
-from rlino.report.plots import colors_for, plot_accuracy, plot_lengths, plot_reward, plot_token_weights
+from rlino.report.plots import (
+    colors_for,
+    plot_accuracy,
+    plot_lengths,
+    plot_position_weights,
+    plot_reward,
+    plot_token_weights,
+)
 from rlino.report.read import load_compare
 from rlino.report.render import to_html, to_markdown
 from rlino.report.results import compute_results
@@ -45,6 +52,7 @@ def build_report(compare_dir: str | Path) -> dict[str, Any]:
     plot_lengths(folder / "plots" / "length.png", started, colors)
     plot_reward(folder / "plots" / "reward.png", started, colors)
     plot_token_weights(folder / "plots" / "token_weights.png", [arm.pooled() for arm in started])
+    plot_position_weights(folder / "plots" / "position_weights.png", results, colors)
     blocks = report_blocks(compare, results)
     write_json(folder / "results.json", results, indent=2)
     (folder / "report.md").write_text(to_markdown(blocks))

@@ -131,9 +131,33 @@ def _length_blocks(results: dict[str, Any]) -> list[Block]:
              "the other two aggregations the same."),
         Image("plots/token_weights.png", "per-token weight vs response length"),
     ]
+    blocks += _position_blocks(results)
     if results.get("length_verdicts"):
         blocks += [Heading(3, "Does the aggregation cause the length growth?"), Bullets(results["length_verdicts"])]
     return blocks
+
+
+def _position_blocks(results: dict[str, Any]) -> list[Block]:
+    """Credit assignment: how flat each arm's per-token weight is along a response."""
+    rows = []
+    for name, arm in results["arms"].items():
+        p = arm.get("token_weight_position")
+        if p:
+            rows.append([name, f"{pct(p['flat_frac'])}%", fmt(p["position_corr_mean"], "+.2f"),
+                         _thirds_cell(p.get("correct")), _thirds_cell(p.get("wrong"))])
+    if not rows:
+        return []
+    return [Heading(3, "Credit along the response"),
+            Table(["arm", "responses with a flat weight", "mean correlation of weight with position (others)",
+                   "correct: first / middle / last third", "wrong: first / middle / last third"], rows),
+            Para("Each third's mean per-token weight divided by the mean size of the three, averaged over responses: "
+                 "an outcome method gives every token of a response its w_i (±1 throughout, the paper's assumption "
+                 "2; a KL term adds a small per-token part), a critic gives each token its own advantage."),
+            Image("plots/position_weights.png", "per-token weight along the response")]
+
+
+def _thirds_cell(values: list[float] | None) -> str:
+    return DASH if values is None else " / ".join(f"{v:+.2f}" for v in values)
 
 
 # ---- what was run ----------------------------------------------------------------------------------------------------

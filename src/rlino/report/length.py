@@ -54,6 +54,32 @@ def token_weight_summary(weights_rows: list[dict[str, Any]]) -> dict[str, Any] |
     return out
 
 
+def position_summary(weights_rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Where along a response its per-token weight sits, from weights.jsonl's thirds: per correct and per wrong
+    response, the mean over responses of its first, middle and last third's weight divided by the mean size of its
+    three (so a flat response reads ±1, 1, 1 whatever its w_i); the share of responses whose weight is flat; and the
+    mean correlation of weight with position over the others. None for runs that logged no thirds (older folders)."""
+    rows = [row for row in weights_rows if row.get("token_weight_thirds") is not None]
+    if not rows:
+        return None
+    out: dict[str, Any] = {}
+    corr = [c for row in rows for c in row["token_weight_position_corr"]]
+    out["responses"] = len(corr)
+    out["flat_frac"] = round(sum(c is None for c in corr) / max(len(corr), 1), 4)
+    shaped = [c for c in corr if c is not None]
+    out["position_corr_mean"] = round(fmean(shaped), 4) if shaped else None
+    for label, want in (("correct", True), ("wrong", False)):
+        profiles = []
+        for row in rows:
+            for ok, thirds in zip(row["correct"], row["token_weight_thirds"]):
+                size = fmean(abs(x) for x in thirds) if ok == want and None not in thirds else 0.0
+                if size > 0:
+                    profiles.append([x / size for x in thirds])
+        out[label] = [round(fmean(p[k] for p in profiles), 4) for k in range(3)] if profiles else None
+        out[f"{label}_responses"] = len(profiles)
+    return out
+
+
 def _logged(weights_rows: list[dict[str, Any]], key: str) -> Any:
     """The value of `key` in the latest weights row that carries it (rows of older runs do not), else None."""
     return next((row[key] for row in reversed(weights_rows) if row.get(key) is not None), None)

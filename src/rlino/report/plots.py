@@ -207,3 +207,34 @@ def plot_token_weights(path: Path, arms: list[ArmRun]) -> None:
     fig.suptitle("Per-token weight vs response length (lines: analytic; markers: measured on the training steps, "
                  "mean per length bin)", fontsize="small")
     _save(fig, path)
+
+
+# ---- per-token weight along the response (credit assignment) ---------------------------------------------------------
+
+THIRDS = ["first third", "middle third", "last third"]
+
+
+def plot_position_weights(path: Path, results: dict[str, Any], colors: dict[str, Any]) -> None:
+    """Per arm, the mean weight of the first, middle and last third of a response's tokens, divided by the mean size
+    of the three: ±1 throughout for the outcome methods (one weight per response), a shape for a critic's."""
+    fig = Figure(figsize=(11, 4), dpi=110, layout="constrained")
+    axes = fig.subplots(1, 2, squeeze=False)[0]
+    arms = {name: arm.get("token_weight_position") for name, arm in results["arms"].items()}
+    for ax, label in zip(axes, ("correct", "wrong")):
+        ax.axhline(0, color="black", linewidth=0.6)
+        drawn = False
+        for name, summary in arms.items():
+            if summary and summary.get(label):
+                ax.plot(range(3), summary[label], marker="o", color=colors.get(name), label=name)
+                drawn = True
+        if not drawn:
+            _no_data(ax, f"per-position weight of {label} responses")
+        ax.set_xticks(range(3), THIRDS)
+        ax.set_ylabel("weight ÷ the response's mean |weight|")
+        ax.set_title(f"{label} responses", fontsize="small")
+        ax.grid(True, alpha=0.3)
+        if drawn:
+            ax.legend(fontsize="x-small", loc="best")
+    fig.suptitle("Where along the response the per-token weight sits (measured on the training steps, "
+                 "−∂loss/∂log π_t, mean over responses)", fontsize="small")
+    _save(fig, path)

@@ -7,7 +7,7 @@ from typing import Any
 
 from rlino.files import json_safe
 from rlino.report.claims import judge_claims
-from rlino.report.length import causal_verdicts, token_weight_summary
+from rlino.report.length import causal_verdicts, position_summary, token_weight_summary
 from rlino.report.read import ArmGroup, ArmRun, Compare
 from rlino.report.sentences import summary_sentences
 from rlino.report.values import accuracy_floor, num, rounded, slope_floor, trend
@@ -79,7 +79,7 @@ def _run_results(arm: ArmRun, base_accuracy: float) -> dict[str, Any]:
 def _empty_arm(group: ArmGroup) -> dict[str, Any]:
     keys = ("aggregation", "accuracy", "accuracy_lo", "accuracy_hi", "delta_vs_base", "length_correct_mean",
             "length_wrong_mean", "steps", "planned_steps", "wall_time_s", "length_wrong_slope",
-            "length_correct_slope", "token_weight")
+            "length_correct_slope", "token_weight", "token_weight_position")
     return {"method": group.method, **{k: None for k in keys}, "eval_steps": [], "eval_accuracy": [],
             "eval_accuracy_lo": [], "eval_accuracy_hi": []}
 
@@ -132,6 +132,7 @@ def _arm_results(group: ArmGroup, base_accuracy: dict[str, float], num_items: An
     done = {k: r for k, r in per_seed.items() if r["accuracy"] is not None and r["steps"] == r["planned_steps"]}
     out = dict(next(iter(done.values())) if done else next(iter(per_seed.values())))
     out["token_weight"] = token_weight_summary(group.pooled().weights)
+    out["token_weight_position"] = position_summary(group.pooled().weights)
     if len(done) >= 2:
         out |= _over_seeds(done)
         out["interval"] = (f"95% t-interval over {len(done)} seeds (sd at least the evaluation's binomial sd)")
