@@ -58,6 +58,11 @@ def test_comparable_rule_on_paired_differences(other, expected):
     # the same rule for GRPO without KL
     arms = {"grpo": arm("grpo", GRPO), "grpo_no_kl": arm("grpo_no_kl", other)}
     assert verdict(arms, "grpo_no_kl_matches_grpo")["verdict"] == expected
+    # and for PPO with a critic; a ppo arm with changed settings is not the row
+    arms = {"grpo": arm("grpo", GRPO), "ppo": arm("ppo", other)}
+    assert verdict(arms, "ppo_matches_grpo")["verdict"] == expected
+    arms["ppo"] = arm("ppo", other, overrides=("critic.lam=1.0",))
+    assert verdict(arms, "ppo_matches_grpo")["verdict"] == "not run"
 
 
 @pytest.mark.parametrize("other,expected", [

@@ -17,6 +17,7 @@ from rlino.compare import load_compare_config
 from rlino.embedded.countdown_base import RECIPE, base_model_dir, corpus
 from rlino.embedded.countdown_traces import write_trace
 from rlino.errors import RlinoError
+from rlino.report.claims import CLAIMS
 from rlino.run_folder import TIMING_KEYS
 from rlino.tasks import load_task
 
@@ -105,7 +106,7 @@ def test_small_compare_writes_the_report(small, capsys):
     md = (out / "report.md").read_text()
     assert md.split("\n## ")[1].startswith("The paper's claims: scorecard")
     verdicts = {c["id"]: c["verdict"] for c in results["claims"]}
-    assert len(verdicts) == 7 and verdicts["fisft_neg_collapses"] == "not run"
+    assert list(verdicts) == [c.id for c in CLAIMS] and verdicts["fisft_neg_collapses"] == "not run"
     # re-rendering from the run folders alone gives the same results
     (out / "results.json").unlink()
     assert main(["report", str(out)]) == 0
@@ -230,7 +231,8 @@ def test_default_config_matches_the_base_recipe():
     fake = {a.name: {"method": a.method, "aggregation": a.config(shared).method.aggregation, "overrides": [],
                      "seeds": [], "per_seed": {}} for a in arms}
     not_run = [c["id"] for c in judge_claims(fake) if c["verdict"] == "not run"]
-    assert not_run == ["aggregation_causes_growth", "fisft_adv_is_grpo_no_kl", "grpo_no_kl_matches_grpo"]
+    assert not_run == ["aggregation_causes_growth", "fisft_adv_is_grpo_no_kl", "grpo_no_kl_matches_grpo",
+                       "ppo_matches_grpo"]
 
 
 def test_eval_matches_the_trainers_own_evaluation(tmp_path, capsys):
@@ -398,3 +400,22 @@ def test_paper_claims_config_runs_every_claims_arms():
                      or METHODS[a.method].aggregation, "overrides": list(a.overrides), "seeds": [], "per_seed": {}}
             for a in arms}
     assert [c["id"] for c in judge_claims(fake) if c["verdict"] == "not run"] == ["fisft_adv_is_grpo_no_kl"]
+
+
+def test_methods_config_runs_every_row_and_gives_the_critic_section_to_ppo_only():
+    from rlino.config import CriticConfig
+    from rlino.objectives import METHODS
+    from rlino.trainer import validate
+
+    _, shared, arms = load_compare_config(Path(__file__).parents[1] / "configs" / "methods.toml", [])
+    assert sorted(a.method for a in arms) == sorted(METHODS)
+    for a in arms:
+        cfg = a.config(shared)
+        validate(cfg)  # the shared [critic] section is no error on the arms without a critic
+        assert (cfg.critic == CriticConfig()) != METHODS[a.method].has_critic, a.name
+    own = [a for a in arms if a.method == "ppo"][0].config(shared).critic
+    assert (own.warmup_steps, own.learning_rate) == (5, shared.train.learning_rate)
+    # an arm's own `set` of a critic key on a method without a critic is still an error
+    one_arm = 'compare.arms=[{name = "g", method = "grpo", set = ["critic.lam=0.9"]}]'
+    with pytest.raises(RlinoError, match="has no critic"):
+        load_compare_config(None, [one_arm])

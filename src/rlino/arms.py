@@ -31,6 +31,9 @@ class Arm:
         # the arm names the method row; shared [method] keys (e.g. --set method.neg_weight=0.5) apply to every arm,
         # and the arm's own `set` entries come last
         data["method"] = {**{k: v for k, v in data.get("method", {}).items() if k != "name"}, "name": self.method}
+        gae = METHODS[self.method].has_critic or "method.weights=gae" in [s.replace(" ", "") for s in self.overrides]
+        if not gae:  # the shared [critic] section is for the arms with a critic (an arm's own `set` still checks)
+            data.pop("critic", None)
         apply_overrides(data, list(self.overrides))
         return config_from_dict(data, where=f"arm '{self.name}'")
 

@@ -306,6 +306,10 @@ CLAIMS = (
     Claim("grpo_no_kl_matches_grpo", "GRPO without the KL term is comparable to GRPO", ("grpo_no_kl", "grpo"),
           f"the 95% interval over seeds of the paired difference lies within ±{MARGIN:g} points (holds) or wholly "
           "outside (does not hold)", comparable("grpo_no_kl", "grpo")),
+    Claim("ppo_matches_grpo", "PPO with a learned critic (credit per token) is comparable to GRPO on this task (the "
+          "paper's later version: within about 1 point on GSM8K at 7–8B)", ("ppo", "grpo"),
+          f"the 95% interval over seeds of the paired difference lies within ±{MARGIN:g} points (holds) or wholly "
+          "outside (does not hold)", comparable("ppo", "grpo")),
 )
 
 
