@@ -188,3 +188,14 @@ def test_position_profile_by_hand():
     assert torch.isnan(corr[1]) and torch.isnan(corr[2])  # flat; under 3 tokens
     _, c = position_profile(torch.tensor([[3.0, 1, 2, 0]]), torch.ones(1, 4))
     assert float(c[0]) == pytest.approx(-0.8)  # Σ(t − 1.5)(w − 1.5) = −2.25 + 0.25 + 0.25 − 2.25 = −4; both Σ² = 5
+
+
+def test_a_critic_model_that_cannot_load_stops_before_training(tmp_path):
+    from pathlib import Path
+
+    from rlino.trainer import train
+
+    smoke = str(Path(__file__).parents[1] / "configs" / "smoke.toml")
+    with pytest.raises(RlinoError, match="model folder not found: /no/such/critic"):
+        train(smoke, ["method.name=ppo", "critic.model=/no/such/critic"], out=tmp_path / "run")
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()

@@ -358,13 +358,17 @@ def test_seeds_are_pooled_with_a_t_interval_and_unfinished_seeds_left_out(tmp_pa
 def test_position_summary_by_hand():
     from rlino.report.length import position_summary
 
-    rows = [{"correct": [True, False, True, False], "token_weight_thirds": [[2, 2, 2], [-1, -1, -1], [1, 2, 3],
-                                                                         [-3, None, None]],
-             "token_weight_position_corr": [None, None, 0.9, None]}]
+    rows = [{"correct": [True, False, True, False, False, False, True],
+             "response_weight": [1.0, -0.5, 0.3, -1.0, 0.0, -0.2, 0.4],
+             "token_weight_thirds": [[2, 2, 2], [-1, -1, -1], [1, 2, 3], [-3, None, None], [0.1, 0.5, 0.9],
+                                     [-0.5, -1.0, -1.5], [0.0, 0.0, 0.0]],
+             "token_weight_position_corr": [None, None, 0.9, None, 0.99, -0.7, None]}]
+    # left out: the fifth (w = 0: the KL's alone) and the last (no gradient: a critic's warm-up)
     p = position_summary(rows)
-    # correct: [1, 1, 1] and [1, 2, 3] / 2 = [0.5, 1, 1.5] → mean [0.75, 1, 1.25]; wrong: [−1, −1, −1] (an empty third
-    # is left out)
-    assert p["correct"] == pytest.approx([0.75, 1.0, 1.25]) and p["wrong"] == pytest.approx([-1, -1, -1])
-    assert (p["correct_responses"], p["wrong_responses"]) == (2, 1)
-    assert p["flat_frac"] == 0.75 and p["position_corr_mean"] == 0.9
+    # correct: [1, 1, 1] and [1, 2, 3] / 2 = [0.5, 1, 1.5] → mean [0.75, 1, 1.25]; wrong: [−1, −1, −1] and
+    # [−0.5, −1, −1.5] / 1 → [−0.75, −1, −1.25] (a response with an empty third is left out of the profile)
+    assert p["correct"] == pytest.approx([0.75, 1.0, 1.25]) and p["wrong"] == pytest.approx([-0.75, -1, -1.25])
+    assert (p["correct_responses"], p["wrong_responses"]) == (2, 2)
+    # 5 responses, 2 shaped: the correct one's 0.9 and the wrong one's −0.7 oriented to +0.7 → mean 0.8
+    assert p["responses"] == 5 and p["flat_frac"] == 0.6 and p["position_corr_mean"] == pytest.approx(0.8)
     assert position_summary([{"correct": [True], "token_weight": [1.0]}]) is None  # an older folder

@@ -148,11 +148,13 @@ def _position_blocks(results: dict[str, Any]) -> list[Block]:
     if not rows:
         return []
     return [Heading(3, "Credit along the response"),
-            Table(["arm", "responses with a flat weight", "mean correlation of weight with position (others)",
+            Table(["arm", "responses with a flat weight", "mean correlation of weight with position, oriented (others)",
                    "correct: first / middle / last third", "wrong: first / middle / last third"], rows),
-            Para("Each third's mean per-token weight divided by the mean size of the three, averaged over responses: "
-                 "an outcome method gives every token of a response its w_i (±1 throughout, the paper's assumption "
-                 "2; a KL term adds a small per-token part), a critic gives each token its own advantage."),
+            Para("Each third's mean per-token weight divided by the mean size of the three, averaged over responses "
+                 "with a non-zero reward weight: an outcome method gives every token of a response its w_i (±1 "
+                 "throughout, the paper's assumption 2; a KL term adds a small per-token part), a critic gives each "
+                 "token its own advantage. The correlation is oriented by the outcome: above 0 when the push (up on "
+                 "correct responses, down on wrong ones) grows toward the end of the response."),
             Image("plots/position_weights.png", "per-token weight along the response")]
 
 

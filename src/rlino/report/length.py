@@ -57,24 +57,29 @@ def token_weight_summary(weights_rows: list[dict[str, Any]]) -> dict[str, Any] |
 def position_summary(weights_rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Where along a response its per-token weight sits, from weights.jsonl's thirds: per correct and per wrong
     response, the mean over responses of its first, middle and last third's weight divided by the mean size of its
-    three (so a flat response reads ±1, 1, 1 whatever its w_i); the share of responses whose weight is flat; and the
-    mean correlation of weight with position over the others. None for runs that logged no thirds (older folders)."""
+    three (so a flat response reads ±1, 1, 1 whatever its w_i); the share of responses whose weight is flat; and over
+    the others the mean correlation of weight with position, oriented by the outcome (the sign flipped for wrong
+    responses: > 0 when the push, up for correct and down for wrong, grows toward the end).
+
+    Left out: responses whose reward weight w_i is 0 (a group whose responses all agree: what is left of their
+    gradient is the KL term's alone) and responses with no gradient at all (a critic's warm-up steps). None for runs
+    that logged no thirds (older folders)."""
     rows = [row for row in weights_rows if row.get("token_weight_thirds") is not None]
     if not rows:
         return None
-    out: dict[str, Any] = {}
-    corr = [c for row in rows for c in row["token_weight_position_corr"]]
-    out["responses"] = len(corr)
-    out["flat_frac"] = round(sum(c is None for c in corr) / max(len(corr), 1), 4)
-    shaped = [c for c in corr if c is not None]
-    out["position_corr_mean"] = round(fmean(shaped), 4) if shaped else None
+    logged = [(ok, thirds, c) for row in rows for ok, w, thirds, c in zip(
+        row["correct"], row["response_weight"], row["token_weight_thirds"], row["token_weight_position_corr"])
+        if w != 0 and any(thirds)]
+    shaped = [c if ok else -c for ok, _, c in logged if c is not None]
+    out: dict[str, Any] = {"responses": len(logged),
+                           "flat_frac": round(1 - len(shaped) / len(logged), 4) if logged else None,
+                           "position_corr_mean": round(fmean(shaped), 4) if shaped else None}
     for label, want in (("correct", True), ("wrong", False)):
         profiles = []
-        for row in rows:
-            for ok, thirds in zip(row["correct"], row["token_weight_thirds"]):
-                size = fmean(abs(x) for x in thirds) if ok == want and None not in thirds else 0.0
-                if size > 0:
-                    profiles.append([x / size for x in thirds])
+        for ok, thirds, _ in logged:
+            size = fmean(abs(x) for x in thirds) if ok == want and None not in thirds else 0.0
+            if size > 0:
+                profiles.append([x / size for x in thirds])
         out[label] = [round(fmean(p[k] for p in profiles), 4) for k in range(3)] if profiles else None
         out[f"{label}_responses"] = len(profiles)
     return out

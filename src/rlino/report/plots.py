@@ -22,7 +22,7 @@ NUM_BINS = 12
 
 def colors_for(names: list[str]) -> dict[str, Any]:
     """One color per arm, the same in every plot."""
-    palette = matplotlib.colormaps["tab10"].colors
+    palette = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"].colors
     return {name: palette[i % len(palette)] for i, name in enumerate(names)}
 
 
