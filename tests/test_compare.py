@@ -419,3 +419,17 @@ def test_methods_config_runs_every_row_and_gives_the_critic_section_to_ppo_only(
     one_arm = 'compare.arms=[{name = "g", method = "grpo", set = ["critic.lam=0.9"]}]'
     with pytest.raises(RlinoError, match="has no critic"):
         load_compare_config(None, [one_arm])
+
+
+def test_ppo_vs_grpo_config_gives_claim_8_its_arms():
+    from rlino.arms import replicates
+    from rlino.report.claims import judge_claims
+
+    raw, shared, arms = load_compare_config(Path(__file__).parents[1] / "configs" / "ppo-vs-grpo.toml", [])
+    assert [a.method for a in arms] == ["grpo", "ppo"] and len(replicates(raw["compare"], shared.train.seed)) == 4
+    ppo = arms[1].config(shared)
+    assert (ppo.critic.learning_rate, ppo.critic.warmup_steps, ppo.train.steps) == (1e-4, 5, 40)
+    fake = {a.name: {"method": a.method, "aggregation": None, "overrides": [], "seeds": [], "per_seed": {}}
+            for a in arms}
+    verdicts = {c["id"]: c["verdict"] for c in judge_claims(fake)}
+    assert verdicts["ppo_matches_grpo"] == "inconclusive"  # its arms are there (no seeds in this fake yet)
