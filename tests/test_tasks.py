@@ -438,3 +438,34 @@ def test_bad_split(name: str) -> None:
 def test_empty_split() -> None:
     with pytest.raises(RlinoError, match="the test split is empty \\(source 'generate', test_size=0\\)"):
         load_task("countdown", test_size=0, train_size=10).items("test")
+
+
+# A model's \boxed{} answer, the gold number, and whether rlino's GSM8K rule counts it correct. Math-Verify is the
+# independent oracle: rlino agrees with it on every row except the two marked, where rlino is the more lenient
+# (Math-Verify 0.9 rejects a thin space before the percent sign and a full stop inside the box).
+BOXED = [
+    ("42", "42", True), ("42 \\text{ apples}", "42", True), ("42\\text{ apples}", "42", True),
+    ("42 apples", "42", True), ("x = 42", "42", True), ("x=42", "42", True), ("\\$42", "42", True),
+    ("\\$42.00", "42", True), ("42\\%", "42", True), ("1{,}000", "1000", True), ("1,000", "1000", True),
+    ("1,000,000", "1000000", True), ("\\frac{84}{2}", "42", True), ("\\dfrac{84}{2}", "42", True),
+    ("\\textbf{42}", "42", True), ("\\text{42}", "42", True), ("-7", "-7", True), ("90^\\circ", "90", True),
+    ("18 \\text{ dollars}", "18", True), ("\\$18 \\text{ per hour}", "18", True), ("x = 42 \\text{ cm}", "42", True),
+    ("2.5", "2.5", True), ("\\frac{5}{2}", "2.5", True),
+    ("42 + 1", "42", False), ("43", "42", False), ("4 2", "42", False), ("x = 4, y = 2", "4", False),
+    ("41.99", "42", False), ("\\frac{83}{2}", "42", False), ("42 \\text{ apples}", "43", False), ("420", "42", False),
+    ("-42", "42", False),
+]
+LENIENT = [("42\\,\\%", "42", True), ("42.", "42", True)]
+
+
+@pytest.mark.parametrize("content,gold,correct", BOXED + LENIENT)
+def test_gsm8k_reads_the_number_models_box_as_math_verify_does(content, gold, correct):
+    from math_verify import parse, verify
+
+    from rlino.tasks.gsm8k import Gsm8kItem, gsm8k
+
+    task = gsm8k(source="reasoning_gym", train_size=1, test_size=1)
+    completion = f"Adding them up, the answer is \\boxed{{{content}}}."
+    assert task.score(completion, Gsm8kItem("q", gold, "q", "u")) == float(correct)
+    if (content, gold, correct) not in LENIENT:
+        assert verify(parse(f"${gold}$"), parse(completion)) == correct  # the oracle agrees

@@ -277,6 +277,10 @@ MUTATIONS: list[Mutation] = [
       "third = torch.div(3 * t, lengths.clamp(min=1), rounding_mode=\"floor\")",
       "third = torch.div(3 * (t + 1), lengths.clamp(min=1), rounding_mode=\"floor\").clamp(max=2)",
       ("tests/test_ppo.py",), "the per-position credit plot shifts tokens into the next third"),
+    # issue 16: GSM8K answers as models box them
+    M("boxed_units_not_read", "src/rlino/tasks/answers.py",
+      "        return boxed_answer(boxed)\n", "        return boxed\n",
+      ("tests/test_tasks.py",), "\\boxed{42 \\text{ apples}} and \\boxed{x = 42} score 0: right answers punished"),
 ]
 
 

@@ -20,11 +20,11 @@ _FRACTIONS = ("\\frac", "\\dfrac", "\\tfrac")
 
 
 def extract_prediction(text: str, fallback: bool) -> str | None:
-    """Return the answer text: last ``\\boxed{}``, else the line after the last ``####``,
-    else (if ``fallback``) the last number in ``text``; None when there is none."""
+    """Return the answer text: last ``\\boxed{}`` (as `boxed_answer` reads it), else the line after the last
+    ``####``, else (if ``fallback``) the last number in ``text``; None when there is none."""
     boxed = last_boxed(text)
     if boxed is not None:
-        return boxed
+        return boxed_answer(boxed)
     marker = text.rfind("####")
     if marker >= 0:
         line_end = text.find("\n", marker)
@@ -54,6 +54,32 @@ def last_boxed(text: str) -> str | None:
             if depth == 0:
                 return text[i + 1 : j]
     return None  # unbalanced or too long
+
+
+_TEXT_GROUP = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
+_DEGREES = ("^{\\circ}", "^\\circ", "\\circ", "°")
+_NUMBER_THEN_WORDS = re.compile(r"(-?(?:[0-9][0-9,]*)?\.?[0-9]+)\s*[A-Za-z][A-Za-z .']*")
+
+
+def boxed_answer(content: str) -> str:
+    """The number a model meant in a ``\\boxed{}``, written the ways models write it, as Math-Verify reads them:
+    ``42 \\text{ apples}`` and ``42 apples`` (a unit after the number), ``x = 42`` (one assignment: its right side),
+    ``\\textbf{42}``, ``1{,}000``, ``90^\\circ``; ``\\$`` and ``\\%`` are dropped by `parse_number`. Anything
+    else comes back unchanged (an expression such as ``42 + 1`` stays unparseable, so it scores 0). ``content`` is at
+    most MAX_BOXED_CHARS long (`last_boxed`), so every step is cheap."""
+    text = content.replace("{,}", ",")
+    for unit in _DEGREES:
+        text = text.replace(unit, "")
+    # \text{...}: its content when it is the number itself, else a unit, dropped
+    text = _TEXT_GROUP.sub(lambda m: m.group(1) if parse_number(m.group(1)) is not None else " ", text)
+    if text.count("=") == 1:
+        text = text.partition("=")[2]
+    text = text.strip()
+    if parse_number(text) is None and len(text) <= 4 * MAX_NUMBER_CHARS:
+        words = _NUMBER_THEN_WORDS.fullmatch(text)  # "42 apples", "18 dollars"
+        if words:
+            return words.group(1)
+    return text
 
 
 def last_number(text: str) -> str | None:
