@@ -18,7 +18,7 @@ MAX_FUNCTION_LINES = 60
 # report; the run folder's format module sits low because the trainer writes through it and the report reads it
 LAYERS = {
     "rlino.errors": 0, "rlino.stats": 0,
-    "rlino.typed": 1, "rlino.files": 1, "rlino.schedule": 1,
+    "rlino.typed": 1, "rlino.files": 1, "rlino.schedule": 1, "rlino.trackers": 1,
     "rlino.config": 2, "rlino.run_folder": 2,
     "rlino.tasks": 3, "rlino.distributed": 3,
     "rlino.embedded": 4,

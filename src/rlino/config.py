@@ -19,6 +19,7 @@ import tomli_w
 
 from rlino.errors import RlinoError, did_you_mean
 from rlino.files import read_toml
+from rlino.trackers import check_report_to
 from rlino.typed import Mismatch, coerce, type_name
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -28,15 +29,14 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 @dataclass
 class LoraConfig:
     rank: int = 0
-    """LoRA rank r; 0 (the default) trains every weight (no LoRA). > 0 trains only rank-r adapters (through PEFT)
-    on `target_modules` and leaves the base weights frozen."""
+    """LoRA rank r; 0 (the default) trains every weight. > 0 trains rank-r adapters (PEFT) on `target_modules`."""
     alpha: float | None = None
     """LoRA scale numerator: the update is (alpha / rank) · B·A. Unset: 2 × rank (a scale of 2 at every rank)."""
     dropout: float = 0.0
     """Dropout on the adapters' input during training (0 keeps the update deterministic given the batch)."""
     target_modules: list[str] | str = field(default_factory=lambda: list(LORA_TARGETS))
     """Module names (suffixes) that get adapters, or `all-linear` (every linear layer but the output head, as PEFT
-    reads it). Default: q/k/v/o_proj and gate/up/down_proj, the attention and MLP projections of Qwen2 and Llama."""
+    reads it). Default: `LORA_TARGETS`."""
 
 
 @dataclass
@@ -155,6 +155,8 @@ class TrainConfig:
     """Responses per step written to samples.jsonl."""
     warn_zero_std_steps: int = 3
     """Warn when every group has zero reward variance for this many steps in a row."""
+    report_to: list[str] = field(default_factory=list)
+    """Trackers that get each step's metrics beside metrics.jsonl: any of `tensorboard`, `wandb`, `trackio`."""
 
 
 @dataclass
@@ -169,9 +171,7 @@ class SamplingConfig:
     """Sequences generated together; the responses sampled do not depend on it (noise is counter-based)."""
     engine: str = "auto"
     """The decode step of sampling and evaluation: `auto` (`lean` where it covers the model, else `hf`), `hf` (the
-    model's own forward, the reference) or `lean` (`rlino.engine`: a hand-written step for Qwen2 / Llama / Mistral,
-    the same math in another floating-point order; other models fall back to `hf` with a notice). See
-    docs/performance.md."""
+    model's own forward) or `lean` (`rlino.engine`, Qwen2 / Llama / Mistral; docs/performance.md)."""
     autocast: str = "model"
     """Mixed precision of sampling and held-out evaluation: `model` (the same as model.autocast), `auto`, `bf16` or
     `off`. A choice apart from training's because bf16 sampling changes which tokens are drawn (the sampler and the
@@ -373,6 +373,7 @@ def check_config(cfg: Config) -> None:
         check_autocast(s.autocast, "sampling.autocast (or `model`)")
     check_lora(cfg.model.lora)
     check_critic(cfg.critic)
+    check_report_to(t.report_to)
 
 
 CRITIC_KL = ("reward", "loss")

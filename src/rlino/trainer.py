@@ -32,6 +32,7 @@ from rlino.config import (
     Config,
     changed_critic_keys,
     check_config,
+    config_to_dict,
     eval_max_new_tokens,
     load_config,
     sampling_autocast,
@@ -48,6 +49,7 @@ from rlino.run_folder import CONFIG, EVAL_SAMPLES, METRICS, STATE_FILE, RunFolde
 from rlino.schedule import lr_schedule
 from rlino.step import Clock, NonFiniteStep, Policy, StepResult, records, sample_groups, score, update
 from rlino.tasks import load_task
+from rlino.trackers import Trackers
 
 
 class RlinoWarning(UserWarning):
@@ -126,6 +128,9 @@ class Run:
             self._resume()
         if self.world.is_main:
             save_config(self.cfg, self.folder.file(CONFIG))
+        # train.report_to: TensorBoard / W&B / Trackio beside metrics.jsonl, on rank 0 (a missing package stops here)
+        self.trackers = Trackers(c.train.report_to if self.world.is_main else [], self.out,
+                                 label or self.out.name, config_to_dict(c), resume_step=self.step)
         if self.world.is_main and not quiet:
             tqdm.write(f"rlino: {precision_note(c.model.autocast, sampling_autocast(c), self.device)}", file=sys.stderr)
 
@@ -253,6 +258,7 @@ class Run:
                 lines[METRICS] = [metrics]
                 if self.world.is_main:  # rank 0 writes the logs
                     self.folder.append(lines)
+                    self.trackers.log(metrics)
                 self.step = step
                 if step == c.train.steps or (c.train.save_every and step % c.train.save_every == 0):
                     self.save_checkpoint()
@@ -263,6 +269,7 @@ class Run:
                 bar.update(1)
         finally:
             bar.close()
+            self.trackers.close()
         return self.checkpoint_dir(self.step)
 
     # ---- checkpoints ----------------------------------------------------------------------------------------------
