@@ -433,3 +433,11 @@ def test_ppo_vs_grpo_config_gives_claim_8_its_arms():
             for a in arms}
     verdicts = {c["id"]: c["verdict"] for c in judge_claims(fake)}
     assert verdicts["ppo_matches_grpo"] == "inconclusive"  # its arms are there (no seeds in this fake yet)
+
+
+def test_an_arm_that_sets_gae_weights_gets_the_shared_critic_section():
+    """Whether an arm has a critic is read from its resolved method, whatever way its `set` writes the value."""
+    arms = ('compare.arms=["grpo", {name = "g", method = "grpo", set = [\'method.weights = "gae"\']}]')
+    _, shared, parsed = load_compare_config(None, [arms, "critic.lam=0.9"])
+    plain, with_gae = (a.config(shared) for a in parsed)
+    assert (plain.critic.lam, with_gae.critic.lam) == (0.95, 0.9)

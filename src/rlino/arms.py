@@ -12,12 +12,13 @@ per base seed and crosses them with the seeds, the stronger test (each (base see
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
 from rlino.config import Config, apply_overrides, config_from_dict, config_to_dict
 from rlino.errors import RlinoError, did_you_mean
-from rlino.objectives import METHODS
+from rlino.objectives import METHODS, resolve_method
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,15 @@ class Arm:
         # the arm names the method row; shared [method] keys (e.g. --set method.neg_weight=0.5) apply to every arm,
         # and the arm's own `set` entries come last
         data["method"] = {**{k: v for k, v in data.get("method", {}).items() if k != "name"}, "name": self.method}
-        gae = METHODS[self.method].has_critic or "method.weights=gae" in [s.replace(" ", "") for s in self.overrides]
-        if not gae:  # the shared [critic] section is for the arms with a critic (an arm's own `set` still checks)
+        cfg = self._with_own_sets(data)
+        if not resolve_method(cfg.method).has_critic:
+            # the shared [critic] section is for the arms with a critic (an arm's own `set` of it is still checked)
             data.pop("critic", None)
+            cfg = self._with_own_sets(data)
+        return cfg
+
+    def _with_own_sets(self, data: dict[str, Any]) -> Config:
+        data = copy.deepcopy(data)
         apply_overrides(data, list(self.overrides))
         return config_from_dict(data, where=f"arm '{self.name}'")
 

@@ -46,14 +46,18 @@ def _full(rollout: Rollout, batches: list[MicroBatch], parts: list[torch.Tensor]
 
 
 @torch.no_grad()
-def assign_credit(critic: Critic, policy_model, autocast, rollout: Rollout, batches: list[MicroBatch],
+def assign_credit(critic: Critic | None, policy_model, autocast, rollout: Rollout, batches: list[MicroBatch],
                   rewards: torch.Tensor, ref_logps: list, cfg: Config, beta: float, world: World) -> Credit:
-    """V_old, the token rewards (with the KL when it goes in the reward), GAE, whitening; the critic's metrics."""
+    """V_old, the token rewards (with the KL when it goes in the reward), GAE, whitening; the critic's metrics.
+    `critic` None values every state at 0 (`rlino equivalence`'s reference rows)."""
     c = cfg.critic
     mask = rollout.completion_mask.float()
-    critic.eval()
-    with autocast():
-        values = _full(rollout, batches, [critic(*mb.tensors) for mb in batches]) * mask
+    if critic is None:
+        values = torch.zeros_like(mask)
+    else:
+        critic.eval()
+        with autocast():
+            values = _full(rollout, batches, [critic(*mb.tensors) for mb in batches]) * mask
     kl, kl_sum = None, 0.0
     if beta > 0 and c.kl == "reward" and ref_logps[0] is not None:
         policy_model.eval()  # no dropout: π_old is the sampling policy (the update sets train mode again)
@@ -89,9 +93,8 @@ def _mean_var(n: float, s1: float, s2: float) -> tuple[float, float]:
 
 
 def critic_pass(critic: Critic, autocast, mb: MicroBatch, credit: Credit, cfg: Config,
-                num_tokens: float) -> tuple[torch.Tensor, float, float]:
-    """Forward and backward of the value loss on one micro-batch: (its share of the loss, clip-frac × tokens,
-    tokens)."""
+                num_tokens: float) -> tuple[torch.Tensor, float]:
+    """Forward and backward of the value loss on one micro-batch: (its share of the loss, clip-frac × tokens)."""
     critic.train()
     mask = mb.completion_mask
     width = mask.shape[1]
@@ -101,8 +104,7 @@ def critic_pass(critic: Critic, autocast, mb: MicroBatch, credit: Credit, cfg: C
                             cfg.critic.value_clip, num_tokens=num_tokens)
     if torch.isfinite(loss):
         loss.backward()
-    tokens = float(mask.sum())
-    return loss.detach(), float(frac) * tokens, tokens
+    return loss.detach(), float(frac) * float(mask.sum())
 
 
 def critic_optimizer_step(critic: Critic, optimizer, scheduler, max_grad_norm: float, world: World) -> float:

@@ -21,6 +21,7 @@ samples real batches from a model, and for pairs of methods compares the two gra
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 from typing import Any
@@ -28,10 +29,12 @@ from typing import Any
 import torch
 
 from rlino.config import Config
+from rlino.credit import assign_credit
 from rlino.critic import Critic, build_critic
+from rlino.distributed import World
 from rlino.errors import RlinoError
 from rlino.evaluate import score_all
-from rlino.gae import gae, token_rewards, value_loss
+from rlino.gae import value_loss
 from rlino.objectives import (
     AGGREGATIONS,
     METHODS,
@@ -131,29 +134,21 @@ def batch_checks(model, rollout: Rollout, rewards: torch.Tensor, cfg: Config,
 
 def critic_gradient(model, rollout: Rollout, rewards: torch.Tensor, cfg: Config, critic: Critic | None, *,
                     lam: float, whiten: bool) -> tuple[torch.Tensor, float]:
-    """`ppo`'s gradient on the batch with advantages from `critic` (None: V ≡ 0) by GAE (γ = critic.gamma), and the
-    critic's explained variance of the returns on this batch."""
-    mask = rollout.completion_mask.float()
-    with torch.no_grad():
-        values = critic(*_tensors(rollout)) * mask if critic is not None else torch.zeros_like(mask)
-    adv, returns = gae(token_rewards(rewards, mask), values, mask, cfg.critic.gamma, lam)
-    n = mask.sum()
-    explained = 1 - float(_masked_var(returns - values, mask, n) / _masked_var(returns, mask, n).clamp(min=1e-12))
-    if whiten:
-        adv = (adv - (adv * mask).sum() / n) / _masked_var(adv, mask, n).add(1e-8).sqrt() * mask
+    """`ppo`'s gradient on the batch with its advantages as a step computes them (`credit.assign_credit`, one
+    process, no KL; `critic` None: V ≡ 0), and the critic's explained variance of the returns on this batch."""
+    settings = dataclasses.replace(cfg, critic=dataclasses.replace(cfg.critic, lam=lam, whiten=whiten))
+    batches = rollout.micro_batches(len(rollout.texts))
+    credit = assign_credit(critic, model, contextlib.nullcontext, rollout, batches, rewards, [None] * len(batches),
+                           settings, 0.0, World())
     model.zero_grad(set_to_none=True)
     logp, _ = token_logprobs(model, *_tensors(rollout), temperature=cfg.sampling.temperature)
-    token_loss(logp, mask, adv, METHODS["ppo"], max_new_tokens=cfg.sampling.max_new_tokens).loss.backward()
-    return _flat_grad(model), explained
+    token_loss(logp, rollout.completion_mask, credit.advantages, METHODS["ppo"],
+               max_new_tokens=cfg.sampling.max_new_tokens).loss.backward()
+    return _flat_grad(model), credit.metrics["critic/explained_variance"]
 
 
 def _tensors(rollout: Rollout) -> tuple[torch.Tensor, ...]:
     return rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids, rollout.completion_mask
-
-
-def _masked_var(x: torch.Tensor, mask: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-    mean = (x * mask).sum() / n
-    return (((x - mean) * mask) ** 2).sum() / (n - 1).clamp(min=1)
 
 
 def critic_rows(add, model, rollout: Rollout, rewards: torch.Tensor, cfg: Config, critic: Critic | None,

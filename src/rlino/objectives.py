@@ -304,13 +304,13 @@ def token_loss(logp: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor, me
     clipped loss has the same gradient as the weighted log-likelihood).
     """
     w = weights.to(logp.dtype) if weights.dim() == 2 else spread_evenly(weights, logp)  # A_it
+    old = logp.detach() if old_logp is None else old_logp
     clip_frac = clip_low = clip_high = None
     if method.term == "nft":
         if correct is None or rate is None:
             raise RlinoError("the 'nft' term needs each response's correctness and its group's rate")
-        per_token = w * nft_term(logp, logp.detach() if old_logp is None else old_logp, correct, rate)
+        per_token = w * nft_term(logp, old, correct, rate)
     elif method.clip:
-        old = logp.detach() if old_logp is None else old_logp
         ratio = torch.exp(logp - old)
         clipped = ratio.clamp(1 - method.clip_eps, 1 + method.clip_eps_high)
         per_token = -torch.minimum(ratio * w, clipped * w)

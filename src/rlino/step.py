@@ -173,8 +173,9 @@ def update(policy: Policy, batch: Batch, scored: Scored, cfg: Config, method: Me
     (n_tok,) = world.sum_floats(float(rollout.completion_mask.sum()))  # the whole step's counts, over all ranks
     rows, device = len(batch.rows), rollout.completion_ids.device
     stats = UpdateStats(num_responses=len(batch.items) * cfg.train.group_size, num_tokens=n_tok,
-                        token_weight=torch.zeros(rows, device=device), thirds=torch.full((rows, 3), math.nan),
-                        position_corr=torch.full((rows,), math.nan))
+                        token_weight=torch.zeros(rows, device=device),
+                        thirds=torch.full((rows, 3), math.nan, device=device),
+                        position_corr=torch.full((rows,), math.nan, device=device))
     batches = rollout.micro_batches(cfg.train.micro_batch_size)
     with clock.phase("reference"):
         ref_logps = reference_logprobs(policy, batches, cfg.sampling.temperature)
@@ -218,7 +219,7 @@ def update(policy: Policy, batch: Batch, scored: Scored, cfg: Config, method: Me
 def value_pass(policy: Policy, mb: MicroBatch, credit: Credit, cfg: Config, stats: UpdateStats, epoch: int,
                step: int) -> str | None:
     """The critic's forward and backward on one micro-batch; a message when its loss is not finite."""
-    loss, clipped, tokens = critic_pass(policy.critic, policy.autocast, mb, credit, cfg, stats.num_tokens)
+    loss, clipped = critic_pass(policy.critic, policy.autocast, mb, credit, cfg, stats.num_tokens)
     if not torch.isfinite(loss):
         return f"value loss is {float(loss)} at step {step} (epoch {epoch + 1})"
     if epoch == 0:
@@ -259,8 +260,7 @@ def micro_batch_pass(policy: Policy, mb: MicroBatch, weights: torch.Tensor, scor
         # per response, the mean over its tokens of −∂loss/∂log π_t, times the step's response count
         per_token = -logp.grad * mask * stats.num_responses
         stats.token_weight[mb.rows] = per_token.sum(dim=1) / mask.sum(dim=1).clamp(min=1)
-        stats.thirds[mb.rows.cpu()], stats.position_corr[mb.rows.cpu()] = position_profile(per_token.cpu(),
-                                                                                          mask.cpu())
+        stats.thirds[mb.rows], stats.position_corr[mb.rows] = position_profile(per_token, mask)
         sums["loss"] += float(out.loss.detach())
         sums["entropy"] += float((entropy * mask).sum())
         if out.kl is not None:
@@ -280,7 +280,7 @@ def position_profile(weight: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Te
     m = mask.to(torch.float64)
     w = weight.to(torch.float64) * m
     lengths = m.sum(dim=1, keepdim=True)
-    t = torch.arange(w.shape[1], dtype=torch.float64).unsqueeze(0).expand_as(w)
+    t = torch.arange(w.shape[1], dtype=torch.float64, device=w.device).unsqueeze(0).expand_as(w)
     third = torch.div(3 * t, lengths.clamp(min=1), rounding_mode="floor")
     thirds = torch.stack([((third == k) * m * w).sum(dim=1) / ((third == k) * m).sum(dim=1) for k in range(3)], 1)
     dt = (t - (t * m).sum(dim=1, keepdim=True) / lengths.clamp(min=1)) * m
@@ -346,7 +346,7 @@ def records(step: int, batch: Batch, scored: Scored, stats: UpdateStats, cfg: Co
                    "aggregation": method.aggregation, "max_new_tokens": cfg.sampling.max_new_tokens,
                    "length": lengths.tolist(), "correct": ok.tolist(),
                    "response_weight": [round(float(x), 6) for x in weights],
-                   "token_weight": [float(f"{float(x):.6g}") for x in token_weight],
+                   "token_weight": [_number(x) for x in token_weight],
                    "token_weight_thirds": [[_number(x) for x in row] for row in thirds],
                    "token_weight_position_corr": [_number(x, 4) for x in corr]}
     return StepResult(metrics, {SAMPLES: samples, WEIGHTS: [weights_row]}, rollout)

@@ -21,7 +21,7 @@ from typing import Any
 from rlino.errors import RlinoError
 
 TRACKERS = ("tensorboard", "wandb", "trackio")
-PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}
+"""Each also the name of its package (to import and to pip install)."""
 
 
 def check_report_to(names: list[str]) -> None:
@@ -33,10 +33,10 @@ def check_report_to(names: list[str]) -> None:
 
 def _require(name: str) -> Any:
     try:
-        return importlib.import_module(PACKAGES[name])
+        return importlib.import_module(name)
     except ImportError:
         raise RlinoError(f"train.report_to lists '{name}' but the package is not installed: "
-                         f"pip install {PACKAGES[name]}") from None
+                         f"pip install {name}") from None
 
 
 def scalars(metrics: dict[str, Any]) -> dict[str, float]:
