@@ -131,8 +131,8 @@ def _arm_results(group: ArmGroup, base_accuracy: dict[str, float], num_items: An
     per_seed = {run.replicate or "run": _run_results(run, base_accuracy[run.replicate]) for run in group.runs}
     done = {k: r for k, r in per_seed.items() if r["accuracy"] is not None and r["steps"] == r["planned_steps"]}
     out = dict(next(iter(done.values())) if done else next(iter(per_seed.values())))
-    out["token_weight"] = token_weight_summary(group.pooled().weights)
-    out["token_weight_position"] = position_summary(group.pooled().weights)
+    pooled = group.pooled().weights  # every seed's weights.jsonl rows
+    out["token_weight"], out["token_weight_position"] = token_weight_summary(pooled), position_summary(pooled)
     if len(done) >= 2:
         out |= _over_seeds(done)
         out["interval"] = (f"95% t-interval over {len(done)} seeds (sd at least the evaluation's binomial sd)")
