@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-from rlino.config import LoraConfig, check_lora
+from rlino.checks import check_lora
+from rlino.config import LoraConfig
 from rlino.errors import RlinoError
 
 ADAPTER_DIR = "adapter"

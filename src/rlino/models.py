@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from rlino.config import check_autocast
+from rlino.checks import check_autocast
 from rlino.embedded import load_embedded
 from rlino.errors import RlinoError
 

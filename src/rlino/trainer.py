@@ -28,10 +28,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from rlino.checks import changed_critic_keys, check_config
 from rlino.config import (
     Config,
-    changed_critic_keys,
-    check_config,
     config_to_dict,
     eval_max_new_tokens,
     load_config,
