@@ -1,6 +1,8 @@
 """Real architectures, as users bring them: random Qwen2, Qwen3, Llama and GPT-2 models over a locally built
-byte tokenizer (saved as a Hugging Face folder, with and without a pad token), each sampled greedily on left-padded
-prompts exactly as `generate` writes each prompt alone, and trained for two steps by `rlino train`."""
+byte tokenizer (saved as a Hugging Face folder: with and without a pad token, with a BOS rule, with a chat template
+and a second EOS in the generation config), each sampled greedily on left-padded prompts exactly as `generate`
+writes each prompt alone (fed the tokenizer's own ids: its BOS rule, its `apply_chat_template`), and trained for two
+steps by `rlino train`."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from local_tokenizers import BOS_TEMPLATE, CHATML, make_tokenizer
 from transformers import (
     AutoModelForCausalLM,
     GPT2Config,
@@ -22,9 +25,10 @@ from transformers import (
     Qwen3ForCausalLM,
 )
 
-from rlino.embedded.byte_qwen2 import EOS, byte_tokenizer
+from rlino.embedded.byte_qwen2 import EOS
 from rlino.models import load_model
-from rlino.rollout import sample
+from rlino.prompts import prompt_format
+from rlino.rollout import _eos_ids, sample
 from rlino.trainer import train
 
 PROMPTS = ["3 5 7 -> 22\n", "1 2 -> 3\n", "9 9 9 9 -> 81\n"]  # three lengths: left padding
@@ -45,16 +49,23 @@ def build(arch: str, vocab: int, eos: int):
                                 tie_word_embeddings=arch != "llama", **SIZES, **extra))
 
 
-@pytest.fixture(scope="module", params=[("qwen2", True), ("qwen3", False), ("llama", True), ("gpt2", False)],
-                ids=["qwen2", "qwen3-no-pad", "llama", "gpt2-no-pad"])
+# (architecture, tokenizer): a pad token or none; a BOS rule (Llama's); a ChatML template and <|im_end|> as a second
+# EOS in the generation config (Qwen instruct's); a template writing BOS on a tokenizer with a BOS rule (Llama 3's)
+VARIANTS = {"qwen2": ("qwen2", {}), "qwen3-no-pad": ("qwen3", {"pad": False}),
+            "llama-bos": ("llama", {"bos_rule": True}), "gpt2-no-pad": ("gpt2", {"pad": False}),
+            "qwen2-chat": ("qwen2", {"template": CHATML}),
+            "llama-bos-chat": ("llama", {"bos_rule": True, "template": BOS_TEMPLATE})}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS), ids=list(VARIANTS))
 def model_dir(request, tmp_path_factory):
-    arch, with_pad = request.param
-    tok = byte_tokenizer()
-    if not with_pad:
-        tok.pad_token = None  # load_model must supply one (EOS)
+    arch, tokenizer_kind = VARIANTS[request.param]
+    tok = make_tokenizer(**tokenizer_kind)  # without a pad token, load_model must supply one (EOS)
     torch.manual_seed(0)
     model = build(arch, len(tok), tok.convert_tokens_to_ids(EOS))
-    folder = tmp_path_factory.mktemp(arch)
+    if tok.chat_template:  # instruct models end a turn with a token of their own besides the tokenizer's EOS
+        model.generation_config.eos_token_id = [tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")]
+    folder = tmp_path_factory.mktemp(request.param)
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
@@ -64,20 +75,31 @@ def model_dir(request, tmp_path_factory):
 def test_greedy_sampling_is_what_generate_writes(model_dir, engine):
     model, tok = load_model(str(model_dir), device="cpu")
     model.eval()
+    eos = _eos_ids(model, tok)
+    assert eos == sorted(set(model.generation_config.eos_token_id) | {tok.eos_token_id}) if tok.chat_template \
+        else eos == [tok.eos_token_id]  # every EOS the saved generation config names
+    fmt = prompt_format(tok, chat_template="auto")
     r = sample(model, tok, PROMPTS, [0, 1, 2], seed=0, step=0, temperature=0.0, top_p=1.0, max_new_tokens=10,
-               engine=engine)
+               engine=engine, prompt_format=fmt)
     reference = copy.deepcopy(model)
     for i, p in enumerate(PROMPTS):
-        ids = tok(p, return_tensors="pt", add_special_tokens=False)
-        out = reference.generate(**ids, max_new_tokens=10, do_sample=False, pad_token_id=tok.pad_token_id)
+        # the tokenizer's own ids: its template, or its rule for special tokens (a BOS where it adds one)
+        ids = (tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
+                                       return_dict=True, return_tensors="pt") if tok.chat_template
+               else tok(p, return_tensors="pt"))
+        assert r.prompt_ids[i][r.prompt_mask[i].bool()].tolist() == ids["input_ids"][0].tolist()
+        assert ids["input_ids"][0].tolist().count(tok.bos_token_id) == (tok.bos_token_id is not None)
+        out = reference.generate(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"], max_new_tokens=10,
+                                 do_sample=False, pad_token_id=tok.pad_token_id)
         expected = out[0, ids["input_ids"].shape[1]:].tolist()
-        ends = [k for k, t in enumerate(expected) if t == tok.eos_token_id]
+        ends = [k for k, t in enumerate(expected) if t in eos]
         expected = expected[: ends[0] + 1] if ends else expected
         assert r.completion_ids[i][r.completion_mask[i].bool()].tolist() == expected, (model_dir.name, i)
 
 
 def test_two_training_steps_move_every_matrix(model_dir, tmp_path):
     out = train(SMOKE, [f"model.name_or_path={model_dir}", "task.name=toy_task:make", "task.options={rule = 'ascii'}",
+                        "task.chat_template=auto",
                         "train.learning_rate=1e-3", "sampling.temperature=0.7", "method.name=grpo",
                         "train.prompts_per_step=4"],
                 out=tmp_path / "run")

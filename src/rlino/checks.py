@@ -70,6 +70,12 @@ def check_config(cfg: Config) -> None:
     check_lora(cfg.model.lora)
     check_critic(cfg.critic)
     check_report_to(t.report_to)
+    check_chat_template(cfg.task.chat_template)
+
+
+def check_chat_template(value: object) -> None:
+    if not (isinstance(value, bool) or value == "auto"):
+        raise RlinoError(f"task.chat_template must be false, true or \"auto\", got {value!r}")
 
 
 CRITIC_KL = ("reward", "loss")

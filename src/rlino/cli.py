@@ -80,6 +80,7 @@ def _eval(args) -> None:
     from rlino.evaluate import evaluate_k
     from rlino.files import write_json
     from rlino.models import autocast, load_model
+    from rlino.prompts import config_prompt_format
     from rlino.tasks import load_task
 
     if args.k < 1:
@@ -100,7 +101,7 @@ def _eval(args) -> None:
         result = evaluate_k(model, tokenizer, task, items, k=args.k, seed=cfg.train.seed,
                             temperature=args.temperature, top_p=cfg.eval.top_p,
                             max_new_tokens=eval_max_new_tokens(cfg), batch_size=cfg.sampling.batch_size,
-                            engine=cfg.sampling.engine)
+                            engine=cfg.sampling.engine, prompt_format=config_prompt_format(cfg, tokenizer))
     result = {"model": args.model, "task": cfg.task.name, **result}
     write_json(args.json, result)
     print(_eval_table(result))

@@ -89,6 +89,7 @@ def evaluate_base(shared: Config, path: Path) -> dict[str, Any]:
     """The base model on the held-out items with the arms' eval settings (plus greedy), saved to `path`."""
     from rlino.evaluate import evaluate
     from rlino.models import autocast, load_model
+    from rlino.prompts import config_prompt_format
     from rlino.tasks import load_task
 
     c = shared
@@ -97,7 +98,8 @@ def evaluate_base(shared: Config, path: Path) -> dict[str, Any]:
     model, tokenizer = load_model(c.model.name_or_path, dtype=c.model.dtype, device=c.model.device,
                                   seed=c.train.seed)
     kw = dict(seed=c.train.seed, top_p=c.eval.top_p, batch_size=c.sampling.batch_size,
-              max_new_tokens=eval_max_new_tokens(c), engine=c.sampling.engine)
+              max_new_tokens=eval_max_new_tokens(c), engine=c.sampling.engine,
+              prompt_format=config_prompt_format(c, tokenizer))
     with autocast(sampling_autocast(c), next(model.parameters()).device):  # the precision the arms evaluate in
         result = evaluate(model, tokenizer, task, items, temperature=c.eval.temperature,
                           log_samples=c.eval.log_samples, **kw)

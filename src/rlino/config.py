@@ -51,6 +51,9 @@ class ModelConfig:
     """Mixed precision of the forward/backward passes (and of sampling, unless sampling.autocast says otherwise):
     `auto` (bf16 autocast on CUDA, none on CPU, also where the CPU has native bf16: docs/performance.md), `bf16`,
     or `off`. Parameters, optimizer state and the loss stay in `dtype`."""
+    add_bos: bool | None = None
+    """Unset: prompts get a BOS token where the tokenizer's own rule puts one (raw text) or as the chat template
+    writes it. `true`: exactly one BOS token first; `false`: none. For tokenizers whose rule is wrong."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """The `[model.lora]` table: train low-rank adapters instead of every weight (rank 0, the default, = no LoRA)."""
 
@@ -61,6 +64,11 @@ class TaskConfig:
     """`countdown`, `gsm8k`, or a custom task as `package.module:factory`."""
     options: dict[str, Any] = field(default_factory=dict)
     """Keyword options passed to the task (e.g. `num_numbers`, `prompt_template`); each task documents its own."""
+    chat_template: bool | str = False
+    """How prompts reach the model: `false` (raw text, the paper's setting), `true` (the tokenizer's chat template,
+    a user turn with the generation prompt added), or `"auto"` (the template when the tokenizer has one)."""
+    system_prompt: str = ""
+    """A system turn before each prompt (needs the chat template; empty = none)."""
 
 
 @dataclass

@@ -193,6 +193,7 @@ def fit_critic(cfg: Config, batches: list[tuple[Rollout, torch.Tensor]]) -> Crit
 def run_equivalence(cfg: Config, *, batches: int = 3) -> dict[str, Any]:
     """Sample `batches` batches (train prompts of steps 1..batches) and run every check; aggregate per check."""
     from rlino.models import load_model
+    from rlino.prompts import config_prompt_format
     from rlino.schedule import prompt_indices
     from rlino.tasks import load_task
 
@@ -201,13 +202,15 @@ def run_equivalence(cfg: Config, *, batches: int = 3) -> dict[str, Any]:
     model, tokenizer = load_model(cfg.model.name_or_path, dtype="float32", device=cfg.model.device,
                                   seed=cfg.train.seed)
     G = cfg.train.group_size
+    fmt = config_prompt_format(cfg, tokenizer)
 
     def sampled(step: int) -> tuple[Rollout, torch.Tensor]:
         chosen = [items[i] for i in prompt_indices(step, cfg.train.prompts_per_step, len(items), cfg.train.seed)]
         rows = [it for it in chosen for _ in range(G)]
         rollout = sample(model, tokenizer, [it.prompt for it in rows], list(range(len(rows))), seed=cfg.train.seed,
                          step=step, temperature=cfg.sampling.temperature, top_p=cfg.sampling.top_p,
-                         max_new_tokens=cfg.sampling.max_new_tokens, batch_size=cfg.sampling.batch_size)
+                         max_new_tokens=cfg.sampling.max_new_tokens, batch_size=cfg.sampling.batch_size,
+                         prompt_format=fmt)
         return rollout, score_all(task, rollout.texts, rows)
 
     # the critic is fitted on batches of other steps than the checked ones, so its values are out of sample there

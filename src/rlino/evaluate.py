@@ -8,6 +8,7 @@ import torch
 
 from rlino.distributed import SINGLE, World
 from rlino.objectives import is_correct
+from rlino.prompts import RAW, PromptFormat
 from rlino.rollout import sample
 from rlino.stats import wilson_interval
 
@@ -38,7 +39,7 @@ def length_stats(lengths: torch.Tensor, rewards: torch.Tensor, prefix: str = "")
 
 def evaluate(model, tokenizer, task, items: Sequence, *, seed: int, temperature: float, top_p: float,
              max_new_tokens: int, batch_size: int = 64, log_samples: int = 0, world: World = SINGLE,
-             engine: str = "hf") -> dict[str, Any]:
+             engine: str = "hf", prompt_format: PromptFormat = RAW) -> dict[str, Any]:
     """Score one response per held-out item; metric names carry the `eval/` prefix.
 
     With `log_samples` > 0 the result also has `samples`: the first items' prompts, responses and rewards. Under
@@ -48,7 +49,7 @@ def evaluate(model, tokenizer, task, items: Sequence, *, seed: int, temperature:
     mine = world.share(len(items))
     rollout = sample(model, tokenizer, [items[i].prompt for i in mine], list(mine), seed=seed, step=EVAL_STEP,
                      temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                     engine=engine)
+                     engine=engine, prompt_format=prompt_format)
     rewards = world.gather_cat(score_all(task, rollout.texts, [items[i] for i in mine]))
     lengths, truncated = world.gather_cat(rollout.lengths.cpu()), world.gather_cat(rollout.truncated.cpu())
     correct = int(is_correct(rewards).sum())
@@ -67,7 +68,8 @@ def evaluate(model, tokenizer, task, items: Sequence, *, seed: int, temperature:
 
 
 def evaluate_k(model, tokenizer, task, items: Sequence, *, k: int, seed: int, temperature: float, top_p: float,
-               max_new_tokens: int, batch_size: int = 64, engine: str = "hf") -> dict[str, Any]:
+               max_new_tokens: int, batch_size: int = 64, engine: str = "hf",
+               prompt_format: PromptFormat = RAW) -> dict[str, Any]:
     """Greedy accuracy, mean accuracy over k samples at `temperature`, pass@k, and lengths split by correctness.
 
     Sample j of item i is keyed by row j·N + i at the evaluation step, so sample 0 is exactly what the trainer's
@@ -75,11 +77,11 @@ def evaluate_k(model, tokenizer, task, items: Sequence, *, k: int, seed: int, te
     """
     n = len(items)
     greedy = evaluate(model, tokenizer, task, items, seed=seed, temperature=0.0, top_p=1.0,
-                      max_new_tokens=max_new_tokens, batch_size=batch_size, engine=engine)
+                      max_new_tokens=max_new_tokens, batch_size=batch_size, engine=engine, prompt_format=prompt_format)
     prompts = [it.prompt for _ in range(k) for it in items]
     rollout = sample(model, tokenizer, prompts, list(range(k * n)), seed=seed, step=EVAL_STEP,
                      temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                     engine=engine)
+                     engine=engine, prompt_format=prompt_format)
     rewards = score_all(task, rollout.texts, [it for _ in range(k) for it in items])
     correct = is_correct(rewards).view(k, n)
     mean_acc = int(correct.sum()) / (k * n)

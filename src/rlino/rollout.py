@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from rlino.engine import LeanDecoder, notice_fallback, unsupported
+from rlino.prompts import RAW, PromptFormat
 
 MASK32 = 0xFFFFFFFF
 
@@ -129,9 +130,10 @@ def _eos_ids(model, tokenizer) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def encode_prompts(tokenizer, prompts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded prompt ids and mask."""
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+def encode_prompts(tokenizer, prompts: list[str], device,
+                   prompt_format: PromptFormat = RAW) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded prompt ids and mask, each prompt encoded by `prompt_format` (raw text by default)."""
+    encoded = [prompt_format.encode(tokenizer, p) for p in prompts]
     width = max(len(e) for e in encoded)
     ids = torch.full((len(prompts), width), tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -308,18 +310,19 @@ def _generate(model, prompt_ids, prompt_mask, keys, *, eos_ids, pad_id, temperat
 
 def sample(model, tokenizer, prompts: list[str], row_ids: list[int] | torch.Tensor, *, seed: int, step: int,
            temperature: float, top_p: float, max_new_tokens: int, batch_size: int = 64,
-           engine: str = "hf", share_prompts: bool = True) -> Rollout:
+           engine: str = "hf", share_prompts: bool = True, prompt_format: PromptFormat = RAW) -> Rollout:
     """Sample one response per prompt (repeat a prompt G times for a group), keyed by `row_ids`.
 
     Row `i` gets noise keyed by (seed, step, row_ids[i]); the same key gives the same response whatever else is
     in the batch. `temperature` 0 decodes greedily. `engine`: the decode step, the model's own forward (`hf`) or
     `rlino.engine`'s lean step (`lean`, Llama-family models; others fall back to `hf` with a notice).
     Rows with the same prompt share one prefill; `share_prompts=False` prefills every row (the reference, in tests).
+    `prompt_format`: raw text or the chat template, and the BOS rule (`rlino.prompts`).
     """
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device, prompt_format)
     keys = row_keys(seed, step, torch.as_tensor(row_ids, dtype=torch.int64, device=device))
     eos_ids, pad_id = _eos_ids(model, tokenizer), tokenizer.pad_token_id
     parts = []

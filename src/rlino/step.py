@@ -27,6 +27,7 @@ from rlino.distributed import World
 from rlino.errors import RlinoError
 from rlino.evaluate import length_stats, score_all
 from rlino.objectives import Method, group_rate, is_correct, response_weights, token_loss, zero_variance_groups
+from rlino.prompts import RAW, PromptFormat
 from rlino.rollout import MicroBatch, Rollout, sample, token_logprobs
 from rlino.run_folder import SAMPLES, WEIGHTS
 from rlino.schedule import prompt_indices
@@ -57,6 +58,8 @@ class Policy:
     """The value model of methods with a critic (`ppo`), with its own optimizer and schedule; None otherwise."""
     critic_optimizer: torch.optim.Optimizer | None = None
     critic_scheduler: Any = None
+    prompt_format: PromptFormat = RAW
+    """How prompts become ids (task.chat_template, task.system_prompt, model.add_bos)."""
 
 
 class Clock:
@@ -148,7 +151,7 @@ def sample_groups(policy: Policy, cfg: Config, world: World, train_items: Sequen
         rollout = sample(policy.model, policy.tokenizer, [it.prompt for it in rows], rows_global, seed=c.train.seed,
                          step=step, temperature=c.sampling.temperature, top_p=c.sampling.top_p,
                          max_new_tokens=c.sampling.max_new_tokens, batch_size=c.sampling.batch_size,
-                         engine=c.sampling.engine)
+                         engine=c.sampling.engine, prompt_format=policy.prompt_format)
     return Batch(items, rows, rollout)
 
 

@@ -44,6 +44,7 @@ from rlino.evaluate import evaluate
 from rlino.lora import attach_lora, resume_lora
 from rlino.models import autocast, load_model, precision_note, resolve_device, save_model
 from rlino.objectives import Method, resolve_method
+from rlino.prompts import RAW, config_prompt_format
 from rlino.run_folder import CONFIG, EVAL_SAMPLES, METRICS, STATE_FILE, RunFolder
 from rlino.schedule import lr_schedule
 from rlino.step import Clock, NonFiniteStep, Policy, StepResult, records, sample_groups, score, update
@@ -132,6 +133,8 @@ class Run:
                                  label or self.out.name, config_to_dict(c), resume_step=self.step)
         if self.world.is_main and not quiet:
             tqdm.write(f"rlino: {precision_note(c.model.autocast, sampling_autocast(c), self.device)}", file=sys.stderr)
+            if self.policy.prompt_format != RAW:  # a chat template or a BOS token: say what the model reads
+                tqdm.write(f"rlino: {self.policy.prompt_format.describe()}", file=sys.stderr)
 
     # the parts of the policy, by their usual names
     model = property(lambda self: self.policy.model)
@@ -177,7 +180,8 @@ class Run:
         if ref_model is not None and self.lora is None:
             self.world.broadcast_params_(ref_model)
         optimizer, scheduler = self._optimizer(model, c.train.learning_rate)
-        policy = Policy(model, tokenizer, ref_model, optimizer, scheduler, self.autocast, self.sample_autocast)
+        policy = Policy(model, tokenizer, ref_model, optimizer, scheduler, self.autocast, self.sample_autocast,
+                        prompt_format=config_prompt_format(c, tokenizer))
         if self.method.has_critic:
             policy.critic = build_critic(c.critic.model or c.model.name_or_path, dtype=c.model.dtype, device=device,
                                          seed=c.train.seed)
@@ -234,7 +238,7 @@ class Run:
             result = evaluate(self.model, self.tokenizer, self.task, self.eval_items, seed=c.train.seed,
                               temperature=c.eval.temperature, top_p=c.eval.top_p, max_new_tokens=eval_max_new_tokens(c),
                               batch_size=c.sampling.batch_size, log_samples=c.eval.log_samples, world=self.world,
-                              engine=c.sampling.engine)
+                              engine=c.sampling.engine, prompt_format=self.policy.prompt_format)
         return result, [{"step": step, **s} for s in result.pop("samples", [])]
 
     # ---- the loop -------------------------------------------------------------------------------------------------
