@@ -281,6 +281,12 @@ MUTATIONS: list[Mutation] = [
     M("boxed_units_not_read", "src/rlino/tasks/answers.py",
       "        return boxed_answer(boxed)\n", "        return boxed\n",
       ("tests/test_tasks.py",), "\\boxed{42 \\text{ apples}} and \\boxed{x = 42} score 0: right answers punished"),
+    M("bos_doubled", "src/rlino/prompts.py",
+      "        if self.bos == \"add\" and ids[:1] != [self.bos_id]:\n", "        if self.bos == \"add\":\n",
+      ("tests/test_prompts.py",), "a prompt that already starts with BOS gets a second one (Llama reads <s><s>)"),
+    M("chat_template_not_in_training", "src/rlino/step.py",
+      "engine=c.sampling.engine, prompt_format=policy.prompt_format)", "engine=c.sampling.engine)",
+      ("tests/test_prompts.py",), "training samples raw prompts while evaluation uses the chat template"),
 ]
 
 
