@@ -58,6 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--batches", type=int, default=3, help="sampled batches (default 3)")
     q.add_argument("--json", help="also write the full results as JSON to this file")
 
+    p = sub.add_parser("plan", help="the memory a run needs (sampling, training, optimizer, reference) from its "
+                       "config and the model's config.json, and whether it fits a GPU")
+    p.add_argument("config", help="run or compare config (TOML)")
+    _add_set(p)
+    p.add_argument("--gpu-memory", metavar="SIZE", help="the GPU's memory, e.g. 24GiB, 80GB or 80 (GiB): says whether "
+                   "the run fits and which settings to change if not")
+    p.add_argument("--device", choices=["cuda", "cpu"], help="plan for this device (default: cuda unless "
+                   "model.device = cpu): bf16 autocast under `auto`, and the base memory of the process")
+    p.add_argument("--prompt-tokens", type=int, metavar="N", help="longest prompt in tokens (default 256)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+
     sub.add_parser("methods", help="print the table of methods")
     return parser
 
@@ -202,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
             print(base_model_dir(seed=args.seed, recipe=recipe_with(args.overrides), rebuild=args.rebuild))
         elif args.command == "equivalence":
             _equivalence(args)
+        elif args.command == "plan":
+            from rlino.plan import plan, render, to_json
+
+            result = plan(args.config, args.overrides, device=args.device, gpu_memory=args.gpu_memory,
+                          prompt_tokens=args.prompt_tokens)
+            print(to_json(result) if args.json else render(result))
         elif args.command == "methods":
             print(_methods_table())
     except RlinoError as e:
