@@ -240,7 +240,7 @@ def render(result: dict) -> str:
         for i, (key, value) in enumerate(e[section].items()):
             lines.append(f"{section if i == 0 else '':13}{labels[key]:<34}{_gib(value)}")
     other = "with" if not s["checkpointing"] else "without"
-    lines += [f"{'':13}{'(training ' + other + ' checkpointing:':<34}{_gib(e['training_other_checkpointing'])})",
+    lines += [f"{'':13}{'(these three ' + other + ' checkpointing:':<34}{_gib(e['training_other_checkpointing'])})",
               f"{'base':13}{'CUDA context' if e['device'] != 'cpu' else 'python + torch + transformers':<34}"
               f"{_gib(e['base'])}",
               f"{'peak':13}{'sampling phase':<34}{_gib(e['phase_peak']['sampling'])}",
