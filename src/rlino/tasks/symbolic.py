@@ -93,16 +93,21 @@ class _Worker:
         """The next line the worker writes, or None on timeout or when it has exited."""
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None
-        with selectors.DefaultSelector() as selector:  # poll/epoll: no FD_SETSIZE limit as with select()
-            selector.register(self.proc.stdout, selectors.EVENT_READ)
-            while b"\n" not in self.pending:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not selector.select(remaining):
-                    return None
-                chunk = os.read(self.proc.stdout.fileno(), 4096)
-                if not chunk:
-                    return None
-                self.pending += chunk
+        try:
+            with selectors.DefaultSelector() as selector:  # poll/epoll: no FD_SETSIZE limit as with select()
+                selector.register(self.proc.stdout, selectors.EVENT_READ)
+                while b"\n" not in self.pending:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    if not selector.select(min(remaining, 60.0)):  # epoll refuses waits past ~35 minutes
+                        continue
+                    chunk = os.read(self.proc.stdout.fileno(), 4096)
+                    if not chunk:
+                        return None
+                    self.pending += chunk
+        except (OSError, ValueError):  # the pipe was closed under us (close() at exit)
+            return None
         line, _, self.pending = self.pending.partition(b"\n")
         return line
 
@@ -164,11 +169,18 @@ class _Pool:
         return worker
 
     def close(self) -> None:
-        """Kill the worker (at exit); a later request starts a new one."""
-        with self.lock:
+        """Kill the worker (at exit); a later request starts a new one.
+
+        A request still waiting in another thread holds the lock for at most its timeout; the worker is killed
+        after a second even then (that request then reads end of file and scores 0)."""
+        locked = self.lock.acquire(timeout=1.0)
+        try:
             if self.worker is not None:
                 self.worker.kill()
                 self.worker = None
+        finally:
+            if locked:
+                self.lock.release()
 
     def forget_after_fork(self) -> None:
         """In a forked child: drop the parent's worker without touching it (its pipes are closed, not the process)."""
