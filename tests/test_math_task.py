@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import threading
 import time
@@ -238,8 +239,14 @@ def test_worker_that_cannot_start_is_a_clear_error(tmp_path: Path, monkeypatch: 
 
 
 def test_a_forked_child_starts_its_own_worker() -> None:
+    """Forked while another thread holds the worker (mid-request), a child starts its own and does not deadlock."""
     warm()
     parent_worker = symbolic._POOL.worker.proc.pid
+    slow = "(" * 10 + "1" + ")" * 10  # about a second of parsing, well within its time limit
+    busy = threading.Thread(target=lambda: equivalent("1", slow, timeout=50.0))
+    busy.start()
+    time.sleep(0.2)
+    assert symbolic._POOL.lock.locked()
     read, write = os.pipe()
     child = os.fork()
     if child == 0:  # the child: compare, report its worker's pid, leave without running the parent's exit hooks
@@ -250,9 +257,15 @@ def test_a_forked_child_starts_its_own_worker() -> None:
         finally:
             os._exit(0)
     os.close(write)
-    with os.fdopen(read) as pipe:
-        ok, child_worker = json.loads(pipe.read() or "[false, 0]")
-    os.waitpid(child, 0)
+    try:
+        assert select.select([read], [], [], 30)[0], "the child is still waiting after 30 s"
+        ok, child_worker = json.loads(os.read(read, 1000) or b"[false, 0]")
+    finally:
+        os.close(read)
+        if os.waitpid(child, os.WNOHANG) == (0, 0):
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+    busy.join(50)
     assert ok and child_worker not in (0, parent_worker)
     assert symbolic._POOL.worker.proc.pid == parent_worker  # the parent's worker is untouched and still answers
     assert equivalent("\\frac{3}{4}", "0.75")
