@@ -6,25 +6,27 @@
 Why a hand-written guard: Math-Verify bounds its own parse and verify with ``signal.alarm``, which works only in
 the main thread of the main interpreter (its README says to turn the timeouts off elsewhere and bring your own).
 Rewards are computed wherever the caller runs them (a trainer's main thread, a worker thread, a data-loader
-process), and some answers really do take Math-Verify minutes (``9^{9^{9^{9}}}`` against ``1``: SymPy evaluates
-the tower), so the limit is kept here instead:
+process), and some short answers keep Math-Verify busy far longer than any reward should take (``9^{9^{9^{9}}}``
+against ``1`` had not finished after 20 s: SymPy evaluates the tower), so the limit is kept here instead:
 
 - Cheap guards first: an empty answer, one over MAX_ANSWER_CHARS characters or nested deeper than MAX_DEPTH
-  brackets is not equal, without parsing (Math-Verify's LaTeX parser takes seconds on 15 nested parentheses).
+  brackets is not equal, without parsing (Math-Verify's LaTeX parser took ~2 s on 15 nested parentheses here).
   An answer written exactly as the gold one is equal without asking Math-Verify.
 - The rest goes to one persistent worker process (`symbolic_worker.py`) running Math-Verify with its timeouts
   off. The caller waits up to ``timeout`` seconds for the answer; past that the worker is killed (SIGKILL, which
   needs no cooperation from a busy SymPy) and the answer counts as not equal. A replacement starts at once and is
   waited for by the next call; its start (about a second: Math-Verify imports SymPy) is not part of any timeout.
 
-Process choices, for torchrun and fork: the worker is a fresh interpreter started with ``subprocess``
-(``python -P``, no ``multiprocessing``), so it never re-imports the caller's ``__main__``, never inherits CUDA,
-torch or NCCL state, works inside daemonic processes (where ``multiprocessing`` may not start children) and does
-not depend on the caller's start method. Each process gets its own worker the first time it compares: every
-torchrun rank has one. A child made by ``os.fork`` forgets the parent's worker (an at-fork hook) and starts its
-own. Threads of one process share its worker and take turns (a lock). At exit the worker is killed; if the
-caller dies without running exit handlers, the worker sees its input close and exits when idle, and a watchdog
-thread in it exits when the parent is gone.
+Process choices, for torchrun and fork: the worker is a fresh interpreter started with ``subprocess``, not
+``multiprocessing`` (``python -P``: the script's folder stays off ``sys.path``), so it never re-imports the
+caller's ``__main__``, never inherits CUDA, torch or NCCL state, works inside daemonic processes (where
+``multiprocessing`` may not start children) and does not depend on the caller's start method. Each process gets its
+own worker the first time it compares: every torchrun rank has one. A child made by ``os.fork`` forgets the parent's
+worker and gets a fresh lock (an at-fork hook; a thread of the parent may have held the lock at the fork), then
+starts its own worker. Threads of one process share its worker and take turns (a lock). At exit the worker is
+killed. If the caller dies without running exit handlers, the worker sees its input close and exits when idle, and a
+watchdog thread in it exits once the parent is gone; the watchdog needs the GIL, which a long big-integer operation
+in C holds, so a worker that is busy with one when its parent is killed lives until that operation ends.
 """
 
 from __future__ import annotations
