@@ -35,7 +35,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> str:
 
 
 def test_registry_and_protocol() -> None:
-    assert set(TASKS) == {"countdown", "gsm8k"}
+    assert set(TASKS) == {"countdown", "gsm8k", "math"}
     for name in TASKS:
         task = load_task(name)
         assert isinstance(task, Task)

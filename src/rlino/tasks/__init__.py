@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 from rlino.errors import RlinoError, closest
 from rlino.tasks.countdown import CountdownItem, CountdownOptions, CountdownTask, countdown
 from rlino.tasks.gsm8k import Gsm8kItem, Gsm8kOptions, Gsm8kTask, gsm8k
+from rlino.tasks.math_task import MathItem, MathOptions, MathTask, math_
 
 __all__ = [
     "TASKS",
@@ -26,6 +27,9 @@ __all__ = [
     "Gsm8kOptions",
     "Gsm8kTask",
     "Item",
+    "MathItem",
+    "MathOptions",
+    "MathTask",
     "Task",
     "load_task",
 ]
@@ -51,7 +55,7 @@ class Task(Protocol):
 
 
 # Built-in tasks by name; each factory takes the task's options as keyword arguments.
-TASKS: dict[str, Callable[..., Task]] = {"countdown": countdown, "gsm8k": gsm8k}
+TASKS: dict[str, Callable[..., Task]] = {"countdown": countdown, "gsm8k": gsm8k, "math": math_}
 
 
 def load_task(name: str, **options: object) -> Task:

@@ -18,8 +18,10 @@ def looks_like_file(source: str) -> bool:
     return source.lower().endswith(tuple(FILE_BUILDERS)) or source.startswith(("/", ".", "~"))
 
 
-def load_file_rows(path: str, fields: tuple[str, ...], task: str) -> list[dict[str, Any]]:
-    """Return the rows of a local JSON/JSONL/Parquet file, keeping only ``fields``.
+def load_file_rows(
+    path: str, fields: tuple[str, ...], task: str, optional: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """Return the rows of a local JSON/JSONL/Parquet file, keeping only ``fields`` (and ``optional`` ones).
 
     Raises RlinoError naming the path when the file is missing, unreadable or empty, and naming
     the row index (0-based) and field when a row lacks one of ``fields``.
@@ -39,7 +41,7 @@ def load_file_rows(path: str, fields: tuple[str, ...], task: str) -> list[dict[s
         table = datasets.load_dataset(builder, data_files=path, split="train")
     except Exception as exc:  # datasets raises many unrelated types for unreadable files
         raise RlinoError(f"task {task!r}: cannot read {path}: {_short(exc)}") from exc
-    return rows_with_fields(table, fields, f"{path}", task)
+    return rows_with_fields(table, fields, f"{path}", task, optional)
 
 
 def load_hub(source: str, config: str | None, task: str, hint: str) -> Any:
@@ -54,8 +56,12 @@ def load_hub(source: str, config: str | None, task: str, hint: str) -> Any:
         ) from exc
 
 
-def rows_with_fields(table: Any, fields: tuple[str, ...], where: str, task: str) -> list[dict[str, Any]]:
-    """Turn a ``datasets.Dataset`` into a list of dicts of ``fields``, checking each row has them."""
+def rows_with_fields(
+    table: Any, fields: tuple[str, ...], where: str, task: str, optional: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """Turn a ``datasets.Dataset`` into a list of dicts of ``fields``, checking each row has them.
+
+    Each field of ``optional`` is kept as well, None in rows (or tables) that lack it."""
     if len(table) == 0:
         raise RlinoError(f"task {task!r}: no rows in {where}")
     columns: dict[str, list[Any]] = {}
@@ -63,6 +69,7 @@ def rows_with_fields(table: Any, fields: tuple[str, ...], where: str, task: str)
         if field not in table.column_names:
             raise RlinoError(f"task {task!r}: {where} row 0 has no field {field!r}")
         columns[field] = list(table[field])
+    extra = {field: list(table[field]) for field in optional if field in table.column_names}
     rows = []
     for index in range(len(table)):
         row = {field: columns[field][index] for field in fields}
@@ -70,7 +77,7 @@ def rows_with_fields(table: Any, fields: tuple[str, ...], where: str, task: str)
             # datasets fills a field that some rows lack with None.
             if value is None:
                 raise RlinoError(f"task {task!r}: {where} row {index} has no field {field!r}")
-        rows.append(row)
+        rows.append(row | {field: extra[field][index] if field in extra else None for field in optional})
     return rows
 
 
