@@ -165,3 +165,15 @@ def test_saved_activations_are_what_autograd_keeps():
     expected = activation_bytes(arch, s, b, checkpointing=False) + log_softmax
     assert abs(sum(saved.values()) - expected) / expected < 0.02
     assert vocab_bytes(arch, s, b) > log_softmax  # the logits themselves come on top
+
+
+def test_the_optimizer_step_can_be_the_peak_of_a_full_fine_tune(folders, capsys):
+    """7B in fp32 with checkpointing and micro-batches of 1: foreach AdamW's square roots of every second moment
+    (one trained-parameter-sized list on CUDA) outweigh one micro-batch's activations; by hand."""
+    run = run_plan(capsys, PAPER[0], "--set", f"model.name_or_path={folders['7b']}", "--set",
+                   "train.gradient_checkpointing=true", "--set", "train.micro_batch_size=1", "--set",
+                   "sampling.batch_size=8", "--device", "cuda")["runs"][0]
+    n = meta_count(folders["7b"])
+    by_hand = 0.5 * GIB + 4 * n * (1 + 1 + 1 + 2) + 4 * n  # base; weights, reference, grads, 2 moments; the sqrt list
+    assert run["phase_peak"]["optimizer"] == by_hand
+    assert run["peak_phase"] == "optimizer" and run["peak"] == by_hand

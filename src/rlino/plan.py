@@ -245,6 +245,7 @@ def render(result: dict) -> str:
               f"{_gib(e['base'])}",
               f"{'peak':13}{'sampling phase':<34}{_gib(e['phase_peak']['sampling'])}",
               f"{'':13}{'training phase':<34}{_gib(e['phase_peak']['training'])}",
+              f"{'':13}{'optimizer step (AdamW temporaries)':<34}{_gib(e['phase_peak']['optimizer'])}",
               f"{'':13}{'run peak (' + e['peak_phase'] + ')':<34}{_gib(e['peak'])}"]
     for other_run in result["runs"][1:]:
         lines.append(f"{'':13}{'arm ' + other_run['run']:<34}{_gib(other_run['peak'])}")

@@ -188,12 +188,24 @@ def static_bytes(s: Setup) -> dict[str, int]:
     return out
 
 
+def optimizer_step_bytes(a: Arch, s: Setup) -> int:
+    """AdamW's temporaries during its step, after the backward pass has freed the activations. On CUDA, torch's
+    default (foreach) AdamW takes the square root of every second moment at once: one list the size of the trained
+    parameters (and of the critic's, stepped apart). On CPU it goes tensor by tensor: one temporary the size of the
+    largest trained tensor (the embedding or an MLP matrix), or of a LoRA adapter."""
+    if s.gpu:
+        return max(s.trainable, s.critic_params) * s.param_bytes
+    largest = max(a.vocab, a.intermediate) * a.hidden if s.trainable == s.params else 0
+    return max(largest, s.critic_params and max(a.vocab, a.intermediate) * a.hidden) * s.param_bytes
+
+
 def estimate(a: Arch, s: Setup) -> dict:
     """Every term in bytes, the peak of each phase and the overall peak (plus the stated base)."""
     static, sampling, training = static_bytes(s), sampling_bytes(a, s), training_bytes(a, s)
     base = CUDA_CONTEXT_BYTES if s.gpu else CPU_BASE_BYTES
     phase = {"sampling": base + sum(static.values()) + sum(sampling.values()),
-             "training": base + sum(static.values()) + sum(training.values())}
+             "training": base + sum(static.values()) + sum(training.values()),
+             "optimizer": base + sum(static.values()) + optimizer_step_bytes(a, s)}
     other = training_bytes(a, s, checkpointing=not s.checkpointing)
     return {"setup": asdict(s), "base": base, "static": static, "sampling": sampling, "training": training,
             "training_other_checkpointing": sum(other.values()), "phase_peak": phase,
