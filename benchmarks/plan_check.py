@@ -1,7 +1,7 @@
 """`rlino plan`'s CPU estimate against the measured peak resident set of real `rlino train` runs.
 
     python benchmarks/plan_check.py                       # both sizes, grpo (reference model) and grpo_no_kl
-    python benchmarks/plan_check.py --sizes small --phases  # also each phase's peak, measured in-process
+    python benchmarks/plan_check.py --sizes small --methods grpo  # one size, one method
 
 For each model size a random Qwen2 over the byte tokenizer (vocabulary padded to the size's `vocab`) is saved as a
 Hugging Face folder; `rlino train` runs 2 steps of Countdown on it in a child process (the responses of a random model
