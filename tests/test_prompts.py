@@ -4,6 +4,7 @@ tokenizer's own `apply_chat_template`; and the ids the trainer really feeds the 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,15 @@ def test_the_trainer_samples_and_evaluates_with_the_configured_format(tmp_path, 
     expected = {tuple(chatml_ids(it.prompt, "Be brief.")): split for split in ("test", "train")
                 for it in task.items(split)}
     assert [expected.get(tuple(ids)) for ids in seen] == ["train"] * 8 + ["test"] * 2  # 2 prompts × G = 4, 2 held out
+    # the logs show each prompt as the model read it: the ChatML text written out by hand
+    for name in ("samples.jsonl", "eval_samples.jsonl"):
+        rows = [json.loads(line) for line in (tmp_path / "run" / name).read_text().splitlines()]
+        assert rows and all(r["model_prompt"] == f"<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n"
+                            f"{r['prompt']}<|im_end|>\n<|im_start|>assistant\n" for r in rows)
+
+
+def test_raw_prompts_log_no_model_prompt(tmp_path):
+    train(SMOKE, ["train.steps=1", "eval.every=1", "eval.num_items=2"], out=tmp_path / "run")
+    rows = [json.loads(line) for name in ("samples.jsonl", "eval_samples.jsonl")
+            for line in (tmp_path / "run" / name).read_text().splitlines()]
+    assert rows and not any("model_prompt" in r for r in rows)

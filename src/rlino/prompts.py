@@ -48,6 +48,11 @@ class PromptFormat:
             ids.pop(0)
         return ids
 
+    def shown(self, tokenizer: Any, text: str) -> str | None:
+        """The prompt as the model reads it, special tokens written out, for the logs; None for raw text without a
+        BOS token (the prompt is the text itself)."""
+        return None if self == RAW else tokenizer.decode(self.encode(tokenizer, text), skip_special_tokens=False)
+
     def describe(self) -> str:
         """One line for the run's log."""
         kind = ("the tokenizer's chat template" + (" with a system prompt" if self.system_prompt else "")
