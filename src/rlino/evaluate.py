@@ -62,16 +62,10 @@ def evaluate(model, tokenizer, task, items: Sequence, *, seed: int, temperature:
     if log_samples:
         texts = world.gather_list(rollout.texts[:log_samples])
         stats["samples"] = [{"uid": getattr(it, "uid", str(i)), "prompt": it.prompt,
-                             **_model_prompt(prompt_format, tokenizer, it.prompt), "response": texts[i],
+                             **prompt_format.log_fields(tokenizer, it.prompt), "response": texts[i],
                              "reward": float(rewards[i]), "length": int(lengths[i])}
                             for i, it in enumerate(items[:log_samples])]
     return stats
-
-
-def _model_prompt(prompt_format: PromptFormat, tokenizer, text: str) -> dict[str, str]:
-    """`model_prompt`: the prompt as the model read it, where that is not the task's text (a chat template, a BOS)."""
-    shown = prompt_format.shown(tokenizer, text)
-    return {} if shown is None else {"model_prompt": shown}
 
 
 def evaluate_k(model, tokenizer, task, items: Sequence, *, k: int, seed: int, temperature: float, top_p: float,

@@ -48,10 +48,12 @@ class PromptFormat:
             ids.pop(0)
         return ids
 
-    def shown(self, tokenizer: Any, text: str) -> str | None:
-        """The prompt as the model reads it, special tokens written out, for the logs; None for raw text without a
-        BOS token (the prompt is the text itself)."""
-        return None if self == RAW else tokenizer.decode(self.encode(tokenizer, text), skip_special_tokens=False)
+    def log_fields(self, tokenizer: Any, text: str) -> dict[str, str]:
+        """For a logged sample: `model_prompt`, the prompt as the model reads it with special tokens written out;
+        nothing for raw text without a BOS token (the prompt is the text itself)."""
+        if self == RAW:
+            return {}
+        return {"model_prompt": tokenizer.decode(self.encode(tokenizer, text), skip_special_tokens=False)}
 
     def describe(self) -> str:
         """One line for the run's log."""

@@ -312,9 +312,9 @@ def optimizer_step(policy: Policy, cfg: Config, world: World, step: int) -> floa
 
 def records(step: int, batch: Batch, scored: Scored, stats: UpdateStats, cfg: Config, method: Method,
             world: World, lr: float, has_ref: bool,
-            shown: Callable[[str], str | None] = lambda prompt: None) -> StepResult:
+            prompt_fields: Callable[[str], dict[str, str]] = lambda prompt: {}) -> StepResult:
     """The metrics line (without timings), the logged samples and the per-response weights line of the step.
-    `shown(prompt)`: the prompt as the model read it (chat template, BOS), logged as `model_prompt` where not None."""
+    `prompt_fields(prompt)`: what a logged sample adds about its prompt (`PromptFormat.log_fields`)."""
     rollout, G = batch.rollout, cfg.train.group_size
     n_tok, sums = stats.num_tokens, stats.sums
     rewards, weights, token_weight, thirds, corr = (world.gather_cat(x.cpu()) for x in (
@@ -344,7 +344,7 @@ def records(step: int, batch: Batch, scored: Scored, stats: UpdateStats, cfg: Co
             metrics[key] = sums[total] / max(sums["clip_n"], 1.0)
     texts = world.gather_list(rollout.texts[:cfg.train.log_samples])
     all_rows = [it for it in batch.items for _ in range(G)]  # the whole step's rows, in global order
-    samples = [{"step": step, "prompt": it.prompt, **_shown(shown, it.prompt), "response": texts[i],
+    samples = [{"step": step, "prompt": it.prompt, **prompt_fields(it.prompt), "response": texts[i],
                 "reward": float(rewards[i]), "length": int(lengths[i]), "truncated": bool(truncated[i]),
                 "uid": getattr(it, "uid", None)}
                for i, it in zip(range(min(cfg.train.log_samples, len(texts))), all_rows)]
@@ -356,11 +356,6 @@ def records(step: int, batch: Batch, scored: Scored, stats: UpdateStats, cfg: Co
                    "token_weight_thirds": [[_number(x) for x in row] for row in thirds],
                    "token_weight_position_corr": [_number(x, 4) for x in corr]}
     return StepResult(metrics, {SAMPLES: samples, WEIGHTS: [weights_row]}, rollout)
-
-
-def _shown(shown: Callable[[str], str | None], prompt: str) -> dict[str, str]:
-    text = shown(prompt)
-    return {} if text is None else {"model_prompt": text}
 
 
 def _number(x: torch.Tensor, digits: int = 6) -> float | None:

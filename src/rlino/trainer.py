@@ -212,7 +212,7 @@ class Run:
             raise RlinoError(f"{e} {self._last_checkpoint_note()}") from None
         result = records(step, batch, scored, stats, c, m, self.world, self.scheduler.get_last_lr()[0],
                          has_ref=self.ref_model is not None,
-                         shown=lambda prompt: self.policy.prompt_format.shown(self.tokenizer, prompt))
+                         prompt_fields=lambda prompt: self.policy.prompt_format.log_fields(self.tokenizer, prompt))
         seconds = clock.seconds
         sampled, updated = seconds["sample"] + seconds["score"], seconds["update"]
         result.metrics.update(step_time_s=sampled + updated, sample_time_s=sampled, update_time_s=updated,
