@@ -10,7 +10,7 @@ from fractions import Fraction
 from rlino.errors import RlinoError
 from rlino.tasks.expression import ALL_OPERATORS, MAX_CHARS, ParseError, parse_expression
 from rlino.tasks.options import build_options
-from rlino.tasks.sources import load_file_rows, load_hub, looks_like_file, rows_with_fields
+from rlino.tasks.sources import check_split, load_file_rows, load_hub, looks_like_file, rows_with_fields
 
 NAME = "countdown"
 DEFAULT_PROMPT = (
@@ -91,8 +91,7 @@ class CountdownTask:
 
     def items(self, split: str) -> list[CountdownItem]:
         """Return the items of ``split`` ("train" or "test"), built once and then cached."""
-        if split not in ("train", "test"):
-            raise RlinoError(f"task {NAME!r}: unknown split {split!r}; use 'train' or 'test'")
+        check_split(split, NAME)
         if self._splits is None:
             generated = self.options.source == "generate"
             self._splits = _generate(self.options) if generated else _load(self.options)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import os
-import random
 from dataclasses import dataclass
 from typing import Any
 
 from rlino.errors import RlinoError
 from rlino.tasks.answers import extract_prediction, format_number, parse_number
 from rlino.tasks.options import build_options
-from rlino.tasks.sources import load_file_rows, load_hub, looks_like_file, rows_with_fields
+from rlino.tasks.sources import (
+    check_split,
+    kept_indices,
+    load_file_rows,
+    load_hub,
+    looks_like_file,
+    rows_with_fields,
+)
 
 NAME = "gsm8k"
 REASONING_GYM = "reasoning-gym"
@@ -73,8 +79,7 @@ class Gsm8kTask:
 
     def items(self, split: str) -> list[Gsm8kItem]:
         """Return the items of ``split`` ("train" or "test"), loaded once and then cached."""
-        if split not in ("train", "test"):
-            raise RlinoError(f"task {NAME!r}: unknown split {split!r}; use 'train' or 'test'")
+        check_split(split, NAME)
         if split not in self._splits:
             local = self.options.train_file or self.options.test_file
             if self.options.source == REASONING_GYM and not local:
@@ -124,10 +129,7 @@ class Gsm8kTask:
                 raise RlinoError(f"task {NAME!r}: {options.source!r} has no {split!r} split")
             where = f"{options.source!r} split {split!r}"
             rows = rows_with_fields(self._hub[split], fields, where, NAME)
-        indices = list(range(len(rows)))
-        size = getattr(options, f"{split}_size")
-        if 0 < size < len(rows):
-            indices = sorted(random.Random(f"{NAME}-{options.seed}-{split}").sample(indices, size))
+        indices = kept_indices(len(rows), getattr(options, f"{split}_size"), NAME, options.seed, split)
         return [self._make_item(rows[i], i, split, where) for i in indices]
 
     def _generate(self) -> dict[str, list[Gsm8kItem]]:

@@ -11,14 +11,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 from dataclasses import dataclass
 from typing import Any
 
 from rlino.errors import RlinoError
 from rlino.tasks.answers import last_boxed
 from rlino.tasks.options import build_options
-from rlino.tasks.sources import load_file_rows, load_hub, looks_like_file, rows_with_fields
+from rlino.tasks.sources import (
+    check_split,
+    kept_indices,
+    load_file_rows,
+    load_hub,
+    looks_like_file,
+    rows_with_fields,
+)
 from rlino.tasks.symbolic import equivalent
 
 NAME = "math"
@@ -80,8 +86,7 @@ class MathTask:
 
     def items(self, split: str) -> list[MathItem]:
         """Return the items of ``split`` ("train" or "test"), loaded once and then cached."""
-        if split not in ("train", "test"):
-            raise RlinoError(f"task {NAME!r}: unknown split {split!r}; use 'train' or 'test'")
+        check_split(split, NAME)
         if split not in self._splits:
             self._splits[split] = self._load(split)
         if not self._splits[split]:
@@ -106,10 +111,7 @@ class MathTask:
             rows, where = builtin_rows(split), f"builtin {split}"
         else:
             rows, where = self._hub_rows(split), f"{options.source!r} split {split!r}"
-        indices = list(range(len(rows)))
-        size = getattr(options, f"{split}_size")
-        if 0 < size < len(rows):
-            indices = sorted(random.Random(f"{NAME}-{options.seed}-{split}").sample(indices, size))
+        indices = kept_indices(len(rows), getattr(options, f"{split}_size"), NAME, options.seed, split)
         return [self._make_item(rows[i], i, split, where) for i in indices]
 
     def _hub_rows(self, split: str) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from typing import Any
 
 from rlino.errors import RlinoError
@@ -93,3 +94,18 @@ def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     text = text if len(text) <= 200 else text[:197] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def check_split(split: str, task: str) -> None:
+    """The splits every task serves: "train" and "test"."""
+    if split not in ("train", "test"):
+        raise RlinoError(f"task {task!r}: unknown split {split!r}; use 'train' or 'test'")
+
+
+def kept_indices(count: int, size: int, task: str, seed: int, split: str) -> list[int]:
+    """The indices of the rows a split keeps: all of them when ``size`` is 0 or not smaller than ``count``, else
+    ``size`` of them chosen by ``seed`` (the same on every machine: a string seed is hashed with SHA-512)."""
+    indices = list(range(count))
+    if 0 < size < count:
+        indices = sorted(random.Random(f"{task}-{seed}-{split}").sample(indices, size))
+    return indices
