@@ -25,11 +25,12 @@ LAYERS = {
     "rlino.models": 5, "rlino.lora": 5, "rlino.engine": 5, "rlino.prompts": 5,
     "rlino.rollout": 6, "rlino.objectives": 6, "rlino.gae": 6, "rlino.critic": 6,
     "rlino.evaluate": 7, "rlino.arms": 7, "rlino.credit": 7,
-    "rlino.step": 8, "rlino.plan": 8,
+    "rlino.step": 8,
     "rlino.trainer": 9, "rlino.equivalence": 9, "rlino.report": 9,
     "rlino.compare": 10,
-    "rlino.cli": 11,
-    "rlino.__main__": 12, "rlino": 12,
+    "rlino.plan": 11,  # reads a run or compare config as compare does
+    "rlino.cli": 12,
+    "rlino.__main__": 13, "rlino": 13,
 }
 
 # what some modules may import at most, whatever their layer

@@ -142,23 +142,13 @@ def _eval_table(r: dict) -> str:
 
 
 def _equivalence(args) -> None:
-    from rlino.compare import load_compare_config
-    from rlino.config import load_config
+    from rlino.compare import load_run_or_compare
     from rlino.equivalence import run_equivalence, to_markdown
-    from rlino.files import read_toml, write_json
+    from rlino.files import write_json
 
     if args.batches < 1:
         raise RlinoError(f"--batches must be >= 1, got {args.batches}")
-    is_compare = args.config is None  # the default is the embedded comparison's shared settings
-    if args.config is not None and Path(args.config).is_file():
-        try:
-            is_compare = "compare" in read_toml(args.config)
-        except RlinoError:
-            pass  # load_config reports it
-    if is_compare:
-        cfg = load_compare_config(args.config, args.overrides)[1]
-    else:
-        cfg = load_config(args.config, args.overrides)
+    cfg = load_run_or_compare(args.config, args.overrides)[0]  # a compare's shared settings (default: the embedded)
     result = run_equivalence(cfg, batches=args.batches)
     print(to_markdown(result))
     if args.json:

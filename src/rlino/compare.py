@@ -28,6 +28,7 @@ from rlino.config import (
     config_from_dict,
     config_to_dict,
     eval_max_new_tokens,
+    load_config,
     sampling_autocast,
 )
 from rlino.errors import RlinoError
@@ -74,6 +75,21 @@ def load_compare_config(path: str | Path | None, overrides: list[str], quick: bo
         raise RlinoError(f"{where}: compare.base_seeds needs a base model the comparison builds ({BUILT_BASE}); "
                          f"{shared.model.name_or_path} has one set of weights (use compare.seeds)")
     return {"compare": compare, **data}, shared, arms
+
+
+def load_run_or_compare(path: str | Path | None, overrides: list[str]) -> tuple[Config, list[Arm]]:
+    """A run config (and no arms) or a compare config (its shared settings and arms), told apart by a [compare]
+    table; None is the packaged comparison."""
+    is_compare = path is None
+    if path is not None and Path(path).is_file():
+        try:
+            is_compare = "compare" in read_toml(path)
+        except RlinoError:
+            pass  # load_config reports it
+    if is_compare:
+        _, shared, arms = load_compare_config(path, overrides)
+        return shared, arms
+    return load_config(path, overrides), []
 
 
 def replicate_config(cfg: Config, rep: Replicate) -> Config:

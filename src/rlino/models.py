@@ -70,7 +70,7 @@ def resolve_dtype(dtype: str) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def _looks_local(name: str) -> bool:
+def looks_local(name: str) -> bool:
     """Hub ids are `name` or `org/name`; anything else is meant as a path."""
     return name.startswith((".", "/", "~")) or name.count("/") > 1
 
@@ -81,7 +81,7 @@ def _load_pretrained(name_or_path: str,
     path = Path(name_or_path).expanduser()
     if path.exists() and not path.is_dir():
         raise RlinoError(f"model.name_or_path: '{name_or_path}' is a file; give a Hugging Face model folder")
-    if not path.exists() and _looks_local(name_or_path):
+    if not path.exists() and looks_local(name_or_path):
         raise RlinoError(f"model folder not found: {name_or_path}")
     if path.is_dir() and not (path / "config.json").is_file():
         raise RlinoError(f"model folder {name_or_path} has no config.json: not a Hugging Face model folder")

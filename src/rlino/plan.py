@@ -13,13 +13,14 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from rlino.arms import parse_arms
-from rlino.config import Config, apply_overrides, config_from_dict, sampling_autocast
+import torch
+
+from rlino.compare import load_run_or_compare
+from rlino.config import Config, sampling_autocast
 from rlino.errors import RlinoError
-from rlino.files import read_toml
+from rlino.models import looks_local, precision, resolve_dtype
 from rlino.objectives import resolve_method
 from rlino.plan_memory import (
-    DTYPE_BYTES,
     FAMILY,
     GIB,
     Arch,
@@ -46,13 +47,8 @@ def parse_memory(text: str) -> int:
 
 def load_runs(path: str, overrides: list[str]) -> list[tuple[str, Config]]:
     """(name, config) of the run, or of every arm of a compare config (a `[compare]` table)."""
-    data = apply_overrides(read_toml(path, missing="config file not found"), overrides)
-    if "compare" not in data:
-        cfg = config_from_dict(data, path)
-        return [(cfg.method.name, cfg)]
-    arms = parse_arms(data.pop("compare").get("arms"))
-    shared = config_from_dict(data, path)
-    return [(arm.name, arm.config(shared)) for arm in arms]
+    shared, arms = load_run_or_compare(path, overrides)
+    return [(arm.name, arm.config(shared)) for arm in arms] or [(shared.method.name, shared)]
 
 
 def _embedded_config(name: str) -> dict:
@@ -78,7 +74,7 @@ def model_config(name_or_path: str) -> dict:
     if name_or_path.startswith("embedded:"):
         return _embedded_config(name_or_path)
     path = Path(name_or_path).expanduser()
-    if path.is_dir() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+    if path.is_dir() or looks_local(name_or_path):
         file = path / "config.json"
         if not file.is_file():
             raise RlinoError(f"no config.json at {file}: model.name_or_path must be a Hugging Face model folder "
@@ -95,7 +91,6 @@ def model_config(name_or_path: str) -> dict:
 
 def meta_param_count(raw: dict) -> int:
     """Parameters of any transformers causal LM, instantiated on the meta device (no memory)."""
-    import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.for_model(**raw)
@@ -111,12 +106,10 @@ def param_count(arch: Arch, raw: dict) -> int:
 def setup_for(cfg: Config, arch: Arch, params: int, gpu: bool, prompt_tokens: int) -> Setup:
     method = resolve_method(cfg.method)
     lora = cfg.model.lora
-    if cfg.model.dtype not in DTYPE_BYTES:
-        raise RlinoError(f"model.dtype must be one of {', '.join(DTYPE_BYTES)}, got '{cfg.model.dtype}'")
     adapters = lora_params(arch, lora.rank, lora.target_modules) if lora.rank else 0
 
     def bf16(mode: str) -> bool:
-        return mode == "bf16" or (mode == "auto" and gpu)
+        return precision(mode, torch.device("cuda" if gpu else "cpu")) == "bf16"
 
     critic = 0
     if method.has_critic:
@@ -124,7 +117,8 @@ def setup_for(cfg: Config, arch: Arch, params: int, gpu: bool, prompt_tokens: in
         head = 0 if critic_arch.tied else critic_arch.vocab * critic_arch.hidden
         critic = count_params(critic_arch) - head + critic_arch.hidden + 1
     rows = cfg.train.prompts_per_step * cfg.train.group_size
-    return Setup(params=params + adapters, trainable=adapters or params, param_bytes=DTYPE_BYTES[cfg.model.dtype],
+    return Setup(params=params + adapters, trainable=adapters or params,
+                 param_bytes=resolve_dtype(cfg.model.dtype).itemsize,
                  train_bf16=bf16(cfg.model.autocast), sample_bf16=bf16(sampling_autocast(cfg)),
                  reference=method.beta > 0 and not lora.rank, critic_params=critic,
                  gen_batch=min(cfg.sampling.batch_size, rows), micro_batch=min(cfg.train.micro_batch_size, rows),
