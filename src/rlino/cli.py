@@ -45,9 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="re-render a comparison's report from its run folders")
     r.add_argument("dir", help="a folder written by rlino compare")
 
-    b = sub.add_parser("base", help="build (or find) the cached embedded:countdown base model")
+    b = sub.add_parser("base", help="find the shipped embedded:countdown base model, or build (once, then cached) "
+                                    "another seed or recipe")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--rebuild", action="store_true", help="build again even if cached")
+    b.add_argument("--rebuild", action="store_true",
+                   help="build here even if shipped or cached (the default recipe's build is compared with the "
+                        "shipped weights)")
     b.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="change a recipe field (repeatable), e.g. --set slip_rate=0.7 --set steps=3600; "
                         "a changed recipe is cached under its own key")

@@ -2,7 +2,8 @@
 
 - `embedded:tiny`: a small randomly initialised Qwen2-architecture model over the byte tokenizer (`byte_qwen2.py`).
 - `embedded:countdown`: a small model warm-started on Countdown solver traces (`countdown_base.py`, whose traces
-  come from `countdown_traces.py`), built once and cached.
+  come from `countdown_traces.py`); the build of the default recipe with seed 0 ships with the package
+  (`countdown/`), other seeds and recipes are built once and cached.
 
 `load_model` (in `models.py`) calls `load_embedded` for any `embedded:NAME`; this package never imports that module.
 """
@@ -39,7 +40,8 @@ def load_embedded(name: str, seed: int = 0,
 
     `tiny` is drawn from `seed` (same seed, same weights). `countdown` is the default recipe's base model built with
     seed 0, whatever `seed` is (a run's seed does not pick another base); `countdown@B` is the one built with seed B
-    (`compare.base_seeds`). Each is built on first use and cached.
+    (`compare.base_seeds`). Seed 0 of the default recipe is the shipped build; another is built on first use and
+    cached.
     """
     short = name.removeprefix("embedded:")
     short, base_seed = _base_seed(short)
@@ -52,7 +54,8 @@ def load_embedded(name: str, seed: int = 0,
             tokenizer = AutoTokenizer.from_pretrained(folder)
             return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype), tokenizer
         except (OSError, ValueError) as e:
-            raise RlinoError(f"could not load the cached embedded:countdown model at {folder} (rebuild it with "
-                             f"`rlino base --rebuild`): {str(e).splitlines()[0]}") from None
+            raise RlinoError(f"could not load the embedded:countdown model at {folder} (reinstall rlino for the "
+                             f"shipped one; `rlino base --seed {base_seed} --rebuild` rebuilds a cached one): "
+                             f"{str(e).splitlines()[0]}") from None
     raise RlinoError(f"unknown embedded model 'embedded:{short}'; available: "
                      + ", ".join(f"embedded:{n}" for n in NAMES))

@@ -9,8 +9,16 @@ The recipe (all of it in `RECIPE`, code and numbers, no weights in git):
    response only).
 
 The result follows the format, solves some held-out problems, and its wrong responses vary in length: room for
-GRPO and F-ISFT to improve on, and lengths that can move. The build is deterministic (same recipe and seed, same
-weights) and cached in the user's cache folder under a key made from the recipe and the seed.
+GRPO and F-ISFT to improve on, and lengths that can move.
+
+**The shipped base.** The build is deterministic on one machine, but floating-point paths differ between machines
+and 1,200 steps of Adam amplify them: two machines built bases that evaluate 1.5 points apart. So the build of
+`RECIPE` with seed 0, made once by `tools/ship_base.py`, ships with the package (`countdown/`, 4 MB of fp32
+safetensors) and is what `embedded:countdown` loads on every machine. Its `recipe.json` records the recipe, its
+key, the file's SHA-256 and a fingerprint of the build's first `PREFIX_STEPS` steps (losses and per-tensor norms),
+which `tests/test_shipped_base.py` rebuilds and compares. The recipe and this builder stay the source of truth:
+another seed or a changed recipe is built here and cached in the user's cache folder under its own key, and
+`rlino base --rebuild` builds the default locally and says how far it lands from the shipped weights.
 """
 
 from __future__ import annotations
@@ -151,8 +159,13 @@ def _batches(tokenizer, pairs, batch_size: int, rng: random.Random):
             yield ids, loss_mask
 
 
-def train_base(recipe: Recipe, seed: int, log=None) -> tuple[torch.nn.Module, object]:
-    """Build and warm-start the model (deterministic for a given recipe and seed, on the CPU, in fp32)."""
+def train_base(recipe: Recipe, seed: int, log=None, stop_after: int | None = None,
+               on_step=None) -> tuple[torch.nn.Module, object]:
+    """Build and warm-start the model (deterministic for a given recipe and seed, on the CPU, in fp32).
+
+    `stop_after` ends the build after that many steps (the prefix the shipped base's fingerprint covers);
+    `on_step(step, loss)` hears every step's loss.
+    """
     log = log or _stderr
     model, tokenizer = byte_qwen2(seed, hidden_size=recipe.hidden_size, intermediate_size=recipe.intermediate_size,
                                   num_hidden_layers=recipe.num_layers, num_attention_heads=recipe.num_heads,
@@ -177,13 +190,15 @@ def train_base(recipe: Recipe, seed: int, log=None) -> tuple[torch.nn.Module, ob
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
+        if on_step is not None:
+            on_step(step, loss.item())
+        if stop_after is not None and step + 1 >= stop_after:
+            break
         if step % 100 == 0 or step == recipe.steps - 1:
             log(f"base: step {step + 1}/{recipe.steps} loss {loss.item():.4f} ({time.perf_counter() - t0:.0f}s)")
     model.eval()
     return model, tokenizer
 
-
-# ---- the cache -----------------------------------------------------------------------------------------------
 
 def cache_root() -> Path:
     """`$RLINO_CACHE`, else `$XDG_CACHE_HOME/rlino`, else `~/.cache/rlino`."""
@@ -196,9 +211,62 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+# ---- the shipped base ------------------------------------------------------------------------------------------
+
+SHIPPED = Path(__file__).with_name("countdown")
+"""The canonical build of `RECIPE` with seed 0, shipped with the package (written by `tools/ship_base.py`)."""
+PREFIX_STEPS = 20
+"""Steps of the build that the shipped base's fingerprint covers (rebuilt by the tests in seconds)."""
+
+
+def build_prefix(recipe: Recipe = RECIPE, seed: int = 0, steps: int = PREFIX_STEPS) -> dict:
+    """The fingerprint of a build's first `steps` steps: each step's loss and each tensor's L2 norm after them."""
+    losses: list[float] = []
+    model, _ = train_base(recipe, seed, log=lambda _: None, stop_after=steps, on_step=lambda _, x: losses.append(x))
+    norms = {name: p.detach().double().norm().item() for name, p in model.named_parameters()}
+    return {"steps": steps, "losses": losses, "norms": norms}
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shipped_record() -> dict | None:
+    """The shipped base's `recipe.json`, or None when the package has none (a source tree without the weights)."""
+    path = SHIPPED / "recipe.json"
+    return json.loads(path.read_text()) if path.is_file() and (SHIPPED / "model.safetensors").is_file() else None
+
+
+def shipped_dir(recipe: Recipe, seed: int) -> Path | None:
+    """The shipped folder when it is the build of this recipe and seed, else None."""
+    record = shipped_record()
+    return SHIPPED if record is not None and record.get("key") == recipe.key(seed) else None
+
+
+def weight_distance(a: Path, b: Path) -> tuple[float, float]:
+    """(max |Δw|, relative L2 distance) between the weights of two model folders of the same shape."""
+    from safetensors.torch import load_file
+
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    diff = max((wa[k] - wb[k]).abs().max().item() for k in wa)
+    num = sum(((wa[k].double() - wb[k].double()) ** 2).sum().item() for k in wa)
+    den = sum((wa[k].double() ** 2).sum().item() for k in wa)
+    return diff, (num / den) ** 0.5
+
+
+# ---- the cache -------------------------------------------------------------------------------------------------
+
 def base_model_dir(seed: int = 0, recipe: Recipe = RECIPE, log=None, rebuild: bool = False) -> Path:
-    """The folder of the built `embedded:countdown` model, building it first if it is not cached."""
+    """The folder of `embedded:countdown` for this recipe and seed: the shipped one where it is that build (unless
+    `rebuild`), else the cached local build, building it first if it is not cached."""
     log = log or _stderr
+    shipped = shipped_dir(recipe, seed)
+    if shipped is not None and not rebuild:
+        return shipped
     folder = cache_root() / "embedded" / f"countdown-{recipe.key(seed)}"
     if (folder / "config.json").is_file() and (folder / "recipe.json").is_file() and not rebuild:
         return folder
@@ -214,4 +282,9 @@ def base_model_dir(seed: int = 0, recipe: Recipe = RECIPE, log=None, rebuild: bo
         raise RlinoError(f"could not write the embedded model cache at {folder}: {e}") from None
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
+    if shipped is not None:
+        diff, rel = weight_distance(shipped, folder)
+        same = "identical to" if diff == 0 else f"max |Δw| {diff:.2e}, relative L2 {rel:.2e} from"
+        log(f"this machine's build is {same} the shipped base ({shipped}); embedded:countdown still loads the "
+            f"shipped one: set model.name_or_path = \"{folder}\" to train from this build")
     return folder
