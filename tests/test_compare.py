@@ -217,13 +217,13 @@ def test_missing_compare_config(tmp_path, capsys):
 
 
 def test_default_config_matches_the_base_recipe():
-    """The default runs every arm the claims on accuracy and length need (1-4), on 3 seeds, from the base recipe."""
+    """The default runs every arm the claims on accuracy and length need (1-4), on 5 seeds, from the base recipe."""
     from rlino.arms import replicates
     from rlino.report.claims import judge_claims
 
     raw, shared, arms = load_compare_config(None, [])
     assert [a.name for a in arms] == ["grpo", "fisft_pos_neg", "fisft_pos", "fisft_neg"]
-    assert len(replicates(raw["compare"], shared.train.seed)) >= 3
+    assert len(replicates(raw["compare"], shared.train.seed)) >= 5
     assert shared.model.name_or_path == "embedded:countdown"
     assert shared.task.options == RECIPE.task_options
     assert shared.eval.num_items >= 200
