@@ -65,6 +65,28 @@ def test_comparable_rule_on_paired_differences(other, expected):
     assert verdict(arms, "ppo_matches_grpo")["verdict"] == "not run"
 
 
+def test_claim_1_states_the_verdict_at_another_learning_rate_beside_its_own():
+    """The paper uses one rate for every method; when both methods also ran at another rate (arms whose only change
+    is train.learning_rate), claim 1 keeps the default rows' verdict and states the other rate's beside it."""
+    low = ("train.learning_rate=1e-4",)
+    arms = {"grpo": arm("grpo", GRPO), "fisft_pos_neg": arm("fisft_pos_neg", [3.0, 6.0, 1.0]),
+            "grpo_low": arm("grpo", [25.0, 27.0, 24.0], overrides=low),
+            "fisft_pos_neg_low": arm("fisft_pos_neg", [24.0, 28.0, 23.0], overrides=(" train.learning_rate = 0.0001",))}
+    c = verdict(arms, "fisft_pos_neg_matches_grpo")
+    assert c["verdict"] == "does not hold" and c["arms"] == ["fisft_pos_neg", "grpo"]  # the default rows decide
+    mean, lo, hi = by_hand([-1.0, 1.0, -1.0])  # at 1e-4: 24 − 25, 28 − 27, 23 − 24
+    other = c["numbers"]["other_rates"]["0.0001"]
+    assert other["verdict"] == "holds"
+    assert [other["mean"], other["lo"], other["hi"]] == pytest.approx([mean, lo, hi], abs=2e-3)
+    assert "at train.learning_rate = 0.0001: holds (fisft_pos_neg_low − grpo_low" in c["why"]
+    # one method alone at the other rate, or a second change beside the rate, is no pair: nothing is added
+    for changed in ({"grpo_low": None}, {"fisft_pos_neg_low": arm("fisft_pos_neg", [24.0, 28.0, 23.0],
+                                                                  overrides=low + ("method.beta=0.1",))}):
+        trimmed = {k: v for k, v in {**arms, **changed}.items() if v is not None}
+        c = verdict(trimmed, "fisft_pos_neg_matches_grpo")
+        assert "other_rates" not in c["numbers"] and "learning_rate" not in c["why"]
+
+
 @pytest.mark.parametrize("other,expected", [
     ([27.0, 30.0, 26.0], "holds"),           # −3, −2, −2: [−3.8, −1.2], above −5 ("slightly below")
     ([40.0, 45.0, 41.0], "holds"),           # clearly above grpo: not below, so it holds (and says so)

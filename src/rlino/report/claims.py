@@ -141,18 +141,52 @@ def text(fit: dict[str, Any], unit: str = "") -> str:
 
 # ---- the rules -------------------------------------------------------------------------------------------------------
 
+def _comparable_verdict(a: tuple[str, dict], b: tuple[str, dict]) -> Verdict:
+    fit = paired(a, b, accuracy)
+    why = f"{a[0]} − {b[0]}: {text(fit, ' points')}"
+    if -MARGIN <= fit["lo"] and fit["hi"] <= MARGIN:
+        return Verdict(HOLDS, why + f", inside ±{MARGIN:g}", (a[0], b[0]), fit)
+    if fit["lo"] > MARGIN or fit["hi"] < -MARGIN:
+        side = "above" if fit["lo"] > MARGIN else "below"
+        return Verdict(FAILS, why + f": {a[0]} is {side} {b[0]} by more than {MARGIN:g}", (a[0], b[0]), fit)
+    return Verdict(UNSURE, why + f": the interval crosses ±{MARGIN:g}", (a[0], b[0]), fit)
+
+
+LEARNING_RATE = "train.learning_rate="
+
+
+def at_other_rates(arms: dict[str, Any], a_method: str, b_method: str) -> list[tuple[str, tuple, tuple]]:
+    """(rate, a arm, b arm) for each learning rate at which both methods also ran with that one change: arms whose
+    only `set` entry is `train.learning_rate=RATE` (the same RATE for both)."""
+    def by_rate(method: str) -> dict[str, tuple[str, dict]]:
+        out: dict[str, tuple[str, dict]] = {}
+        for name, arm in arms.items():
+            sets = arm.get("overrides") or []
+            if arm.get("method") == method and len(sets) == 1 and sets[0].replace(" ", "").startswith(LEARNING_RATE):
+                out.setdefault(str(float(sets[0].split("=", 1)[1])), (name, arm))
+        return out
+    ra, rb = by_rate(a_method), by_rate(b_method)
+    return [(rate, ra[rate], rb[rate]) for rate in sorted(set(ra) & set(rb), key=float)]
+
+
 def comparable(a_method: str, b_method: str) -> Callable[[dict, dict], Verdict]:
-    """Holds when the interval of (a − b) lies within ±MARGIN; does not hold when it lies wholly outside."""
+    """Holds when the interval of (a − b) lies within ±MARGIN; does not hold when it lies wholly outside. The verdict
+    is the methods' own rows'; where both also ran at another learning rate (`at_other_rates`), that rate's verdict is
+    stated beside it (the paper uses one rate for every method, and a collapse can belong to the rate)."""
     def judge(arms: dict[str, Any], _: dict) -> Verdict:
-        a, b = find_arm(arms, a_method), find_arm(arms, b_method)
-        fit = paired(a, b, accuracy)
-        why = f"{a[0]} − {b[0]}: {text(fit, ' points')}"
-        if -MARGIN <= fit["lo"] and fit["hi"] <= MARGIN:
-            return Verdict(HOLDS, why + f", inside ±{MARGIN:g}", (a[0], b[0]), fit)
-        if fit["lo"] > MARGIN or fit["hi"] < -MARGIN:
-            side = "above" if fit["lo"] > MARGIN else "below"
-            return Verdict(FAILS, why + f": {a[0]} is {side} {b[0]} by more than {MARGIN:g}", (a[0], b[0]), fit)
-        return Verdict(UNSURE, why + f": the interval crosses ±{MARGIN:g}", (a[0], b[0]), fit)
+        v = _comparable_verdict(find_arm(arms, a_method), find_arm(arms, b_method))
+        notes, numbers = [], dict(v.numbers or {})
+        for rate, a, b in at_other_rates(arms, a_method, b_method):
+            try:
+                other = _comparable_verdict(a, b)
+            except TooFewSeeds as e:
+                notes.append(f"at train.learning_rate = {rate}: inconclusive ({e})")
+                continue
+            notes.append(f"at train.learning_rate = {rate}: {other.verdict} ({other.why})")
+            numbers.setdefault("other_rates", {})[rate] = {"verdict": other.verdict, **(other.numbers or {})}
+        if not notes:
+            return v
+        return Verdict(v.verdict, v.why + "; " + "; ".join(notes), v.arms, numbers)
     return judge
 
 
