@@ -208,8 +208,9 @@ def update(policy: Policy, batch: Batch, scored: Scored, cfg: Config, method: Me
                 message = micro_batch_pass(policy, mb, advantages, scored, cfg, method, stats, epoch, old_logps, k,
                                            ref_logps[k], step)
                 bad = bad or message
-            if credit is not None:
-                bad = bad or value_pass(policy, mb, credit, cfg, stats, epoch, step)
+            if credit is not None:  # run even after a bad pass: a sharded critic's passes are collectives
+                message = value_pass(policy, mb, credit, cfg, stats, epoch, step)
+                bad = bad or message
         for _ in range(idle):
             idle_pass(policy, batches[0], cfg, train_policy)
         (num_bad,) = world.sum_floats(float(bad is not None))  # every rank stops together
