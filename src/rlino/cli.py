@@ -71,8 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "model.device = cpu): bf16 autocast under `auto`, and the base memory of the process")
     p.add_argument("--prompt-tokens", type=int, metavar="N", help="longest prompt in tokens (default 256)")
     p.add_argument("--world-size", type=int, metavar="N", default=1, help="processes (GPUs) of the torchrun launch "
-                   "(default 1): each rank's share of the rows, and under train.sharding = fsdp its 1/N of the "
-                   "static state")
+                   "(default 1): plan one rank, its share of the rows (under train.sharding=fsdp 1/N of the state)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
 
     sub.add_parser("methods", help="print the table of methods")
