@@ -1,4 +1,5 @@
-"""Data parallel with torchrun (2 gloo processes on CPU): the same global batch gives the same update as one process."""
+"""Data parallel and FSDP2 sharding with torchrun (2 gloo processes on CPU): the same global batch gives the same
+update as one process."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from rlino.config import load_config
 from rlino.distributed import World
+from rlino.errors import RlinoError
 from rlino.run_folder import TIMING_KEYS, complete_checkpoints
-from rlino.trainer import train
+from rlino.sharding import SHARDED_DIR
+from rlino.trainer import train, validate
 
 TESTS = Path(__file__).parent
 SMOKE = str(TESTS.parent / "configs" / "smoke.toml")
@@ -71,8 +75,10 @@ def assert_same_run(one: Path, two: Path, initial: dict[str, torch.Tensor]) -> N
 @pytest.mark.parametrize("method", [["method.name=grpo"],  # per-response averaging, KL and clip
                                     ["method.name=fisft_pos_neg", "method.aggregation=token-mean"],
                                     # the critic: whitening over ranks, its loss's normaliser, the KL in the reward
-                                    ["method.name=ppo", "method.beta=0.01", "train.steps=2"]],
-                         ids=["grpo", "fisft_pos_neg", "ppo"])
+                                    ["method.name=ppo", "method.beta=0.01", "train.steps=2"],
+                                    # FSDP2: the policy, its reference and the critic sharded over the 2 ranks
+                                    ["method.name=ppo", "method.beta=0.01", "train.steps=2", "train.sharding=fsdp"]],
+                         ids=["grpo", "fisft_pos_neg", "ppo", "ppo-fsdp"])
 def test_two_ranks_match_one_process(tmp_path, method):
     sets = COMMON + ["train.steps=1"] + method
     train(SMOKE, sets, out=tmp_path / "one")
@@ -89,6 +95,26 @@ def test_two_ranks_match_one_process(tmp_path, method):
         one, two = (load_file(str(complete_checkpoints(tmp_path / d)[-1] / "critic.safetensors"))
                     for d in ("one", "two"))
         assert rel_diff(two, one) <= 1e-5 and float(one["head.weight"].abs().sum()) > 0
+    if "train.sharding=fsdp" in method:
+        assert_sharded(complete_checkpoints(tmp_path / "two")[-1], ["policy", "critic"])
+
+
+def assert_sharded(checkpoint: Path, models: list[str], ranks: int = 2) -> None:
+    """What each rank held when it wrote the checkpoint (torch.distributed.checkpoint's metadata): of every decoder
+    layer's weight matrix and its AdamW moment, one block of rows per rank, 1/ranks of the whole. A run whose layers
+    were not sharded (every rank holding the full model) fails here."""
+    from torch.distributed.checkpoint import FileSystemReader
+
+    entries = FileSystemReader(str(checkpoint / SHARDED_DIR)).read_metadata().state_dict_metadata
+    for model in models:
+        keys = [k for k in entries if k.startswith(f"{model}.") and ".layers." in k and k.endswith("proj.weight")]
+        keys += [k.replace(f"{model}.", f"{model}_optimizer.state.", 1) + ".exp_avg" for k in keys]
+        assert len(keys) >= 2 * 7 * 2  # 7 projections in each of the tiny model's 2 layers, weights and moments
+        for key in keys:
+            chunks, size = entries[key].chunks, entries[key].size
+            assert len(chunks) == ranks, key
+            assert [c.offsets[0] for c in chunks] == [r * size[0] // ranks for r in range(ranks)], key
+            assert all(c.sizes[0] * ranks == size[0] and c.sizes[1:] == size[1:] for c in chunks), key
 
 
 def test_two_rank_resume_continues_like_an_uninterrupted_run(tmp_path):
@@ -106,6 +132,42 @@ def test_two_rank_resume_continues_like_an_uninterrupted_run(tmp_path):
     (tmp_path / "two" / "checkpoints" / "step-000003").rename(tmp_path / "two" / "step3")
     train(None, ["train.steps=3"], resume=tmp_path / "two")
     assert rel_diff(weights(complete_checkpoints(tmp_path / "two")[-1]), weights(tmp_path / "two" / "step3")) <= 1e-5
+
+
+def test_fsdp_two_ranks_match_one_process_and_resume_like_it(tmp_path):
+    """FSDP2 over 2 gloo ranks (grpo: the policy and its KL reference sharded): after 2 steps the same loss, gradient
+    norm and weights as one process (1e-5); stopped there and resumed on 2 ranks, step 3 is the uninterrupted run's;
+    and the sharded checkpoint resumes on one process."""
+    sets = COMMON + ["method.name=grpo", "train.save_every=1", "train.keep_checkpoints=0"]
+    train(SMOKE, sets + ["train.steps=3"], out=tmp_path / "one")
+    args = [SMOKE, "--out", str(tmp_path / "two")]
+    for item in sets + ["train.steps=2", "train.sharding=fsdp"]:
+        args += ["--set", item]
+    torchrun(args)  # stopped after step 2
+    one, two = tmp_path / "one" / "checkpoints", tmp_path / "two" / "checkpoints"
+    assert rel_diff(weights(two / "step-000002"), weights(one / "step-000002")) <= 1e-5
+    for a, b in zip(metrics(tmp_path / "one")[:2], metrics(tmp_path / "two")):
+        for key in ("loss", "grad_norm", "kl", "reward_mean"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-9), key
+    assert metrics(tmp_path / "one")[1]["kl"] > 0  # the reference is used (and was sharded)
+    assert_sharded(two / "step-000002", ["policy"])
+    torchrun(["--resume", str(tmp_path / "two"), "--set", "train.steps=3"])
+    from rlino.embedded import load_embedded
+
+    assert_same_run(tmp_path / "one", tmp_path / "two", load_embedded("embedded:tiny", seed=0)[0].state_dict())
+    assert_sharded(two / "step-000003", ["policy"])
+    # the 2-rank sharded checkpoint of step 2 resumes on one process (torch.distributed.checkpoint reshards it)
+    for step in ("step-000003", "step-000001"):
+        (two / step).rename(tmp_path / step)
+    train(None, ["train.steps=3"], resume=tmp_path / "two")
+    assert rel_diff(weights(two / "step-000003"), weights(one / "step-000003")) <= 1e-5
+
+
+def test_sharding_settings_are_checked():
+    with pytest.raises(RlinoError, match="train.sharding must be one of none, fsdp"):
+        validate(load_config(SMOKE, ["train.sharding=zero3"]))
+    with pytest.raises(RlinoError, match=r"train.sharding = 'fsdp' is for full fine-tuning; with LoRA"):
+        validate(load_config(SMOKE, ["train.sharding=fsdp", "model.lora.rank=4"]))
 
 
 def test_shares_cover_every_item_once_in_order():

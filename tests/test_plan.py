@@ -177,3 +177,40 @@ def test_the_optimizer_step_can_be_the_peak_of_a_full_fine_tune(folders, capsys)
     by_hand = 0.5 * GIB + 4 * n * (1 + 1 + 1 + 2) + 4 * n  # base; weights, reference, grads, 2 moments; the sqrt list
     assert run["phase_peak"]["optimizer"] == by_hand
     assert run["peak_phase"] == "optimizer" and run["peak"] == by_hand
+
+
+def test_a_7b_full_fine_tune_fits_8_gpus_of_80gb_with_fsdp_only(folders, capsys):
+    """Qwen2.5-7B, full fine-tune in fp32 with AdamW and grpo's reference, on 8 ranks of 80 GB: data parallel holds
+    20 bytes per parameter on every rank (does not fit, and the advice names FSDP first); FSDP holds 1/8 of it plus
+    what it gathers (fits). By hand."""
+    base = [PAPER[0], "--set", f"model.name_or_path={folders['7b']}", "--device", "cuda", "--gpu-memory", "80GB",
+            "--world-size", "8"]
+    ddp = run_plan(capsys, *base)["runs"][0]
+    fsdp = run_plan(capsys, *base, "--set", "train.sharding=fsdp")["runs"][0]
+    n, budget, cuda = meta_count(folders["7b"]), 80 * 10 ** 9, GIB // 2
+    assert sum(ddp["static"].values()) == 4 * n * (1 + 1 + 1 + 2)  # weights, reference, gradients, 2 moments
+    assert not ddp["fits"] and ddp["peak"] > cuda + 20 * n > budget
+    assert ddp["advice"][0]["set"] == "train.sharding=fsdp" and ddp["fits_after_advice"]
+    per_rank = {"weights": 4 * n // 8, "reference": 4 * n // 8, "gradients": 4 * n // 8, "optimizer": 8 * n // 8}
+    assert n % 8 == 0 and fsdp["static"] == per_rank
+    static = 20 * n // 8
+    assert fsdp["phase_peak"]["optimizer"] == cuda + static + 4 * n // 8  # foreach AdamW's square roots, 1/8
+    # sampling: the whole policy gathered in bf16 (autocast auto on cuda = bf16 compute), beside each rank's 40 rows
+    assert fsdp["sampling"]["gathered_weights"] == 2 * n
+    assert fsdp["setup"]["gen_batch"] == 64 // 8 * 5 and ddp["sampling"]["kv_cache"] == fsdp["sampling"]["kv_cache"]
+    # training: the root group (untied embeddings and head, final norm) and 2 layers gathered in bf16, one layer's
+    # full fp32 gradient; activations and logits as without sharding (the same rows per rank)
+    root = 2 * 152064 * 3584 + 3584
+    layer = (n - root) // 28
+    assert layer * 28 == n - root
+    gathered = (root + 2 * layer) * 2 + layer * 4
+    rest = ddp["training"]["activations"] + ddp["training"]["logits"]
+    assert fsdp["training"] == {"activations": ddp["training"]["activations"], "logits": ddp["training"]["logits"],
+                                "gathered_layers": gathered}
+    assert fsdp["phase_peak"]["training"] == cuda + static + rest + gathered
+    assert fsdp["peak"] == max(fsdp["phase_peak"].values()) <= budget and fsdp["fits"]
+
+
+def test_world_size_must_be_positive(folders, capsys):
+    assert main(["plan", str(PAPER[0]), "--set", f"model.name_or_path={folders['0.5b']}", "--world-size", "0"]) == 2
+    assert "--world-size must be >= 1" in capsys.readouterr().err

@@ -176,7 +176,8 @@ MUTATIONS: list[Mutation] = [
     M("shared_prefill_rows_shifted", "src/rlino/rollout.py", "    cache.batch_select_indices(inverse)\n",
       "    cache.batch_select_indices(inverse.roll(1))\n",
       ("tests/test_engine.py",), "a prompt prefilled once is copied to the wrong rows: answers to other prompts"),
-    M("sampling_in_training_precision", STEP, "    with policy.sample_autocast():", "    with policy.autocast():",
+    M("sampling_in_training_precision", STEP, "    with gathered(policy.model), policy.sample_autocast():",
+      "    with gathered(policy.model), policy.autocast():",
       ("tests/test_train.py",), "sampling.autocast ignored: training in bf16 silently samples in bf16 too"),
     M("auto_engine_never_lean", "src/rlino/rollout.py", 'if engine in ("lean", "auto"):', 'if engine == "lean":',
       ("tests/test_engine.py",), "the default engine quietly decodes with the slower reference path"),
@@ -287,6 +288,16 @@ MUTATIONS: list[Mutation] = [
     M("chat_template_not_in_training", "src/rlino/step.py",
       "engine=c.sampling.engine, prompt_format=policy.prompt_format)", "engine=c.sampling.engine)",
       ("tests/test_prompts.py",), "training samples raw prompts while evaluation uses the chat template"),
+    M("fsdp_silently_off", "src/rlino/trainer.py",
+      'if model is not None and self.cfg.train.sharding == "fsdp" and self.world.active:',
+      'if False and model is not None and self.cfg.train.sharding == "fsdp":',
+      ("tests/test_distributed.py::test_fsdp_two_ranks_match_one_process_and_resume_like_it",),
+      "train.sharding = fsdp runs data parallel: every rank holds the whole model, and a 7B run does not fit"),
+    M("fsdp_gradients_averaged", "src/rlino/sharding.py",
+      "module.set_gradient_divide_factor(1.0)",
+      "module.set_gradient_divide_factor(float(torch.distributed.get_world_size()))",
+      ("tests/test_distributed.py::test_fsdp_two_ranks_match_one_process_and_resume_like_it",),
+      "FSDP averages the gradients over ranks: a sharded run takes another update than one process"),
 ]
 
 

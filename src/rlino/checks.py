@@ -15,6 +15,7 @@ from rlino.trackers import check_report_to
 AUTOCAST_MODES = ("auto", "bf16", "off")
 LR_SCHEDULES = ("constant", "linear", "cosine")
 ENGINES = ("auto", "hf", "lean")
+SHARDINGS = ("none", "fsdp")
 ALL_LINEAR = "all-linear"
 
 
@@ -68,9 +69,20 @@ def check_config(cfg: Config) -> None:
     if s.autocast != "model":
         check_autocast(s.autocast, "sampling.autocast (or `model`)")
     check_lora(cfg.model.lora)
+    check_sharding(cfg)
     check_critic(cfg.critic)
     check_report_to(t.report_to)
     check_chat_template(cfg.task.chat_template)
+
+
+def check_sharding(cfg: Config) -> None:
+    """train.sharding: a known choice, and not with LoRA (its trained state is small; its frozen base is shared)."""
+    if cfg.train.sharding not in SHARDINGS:
+        raise RlinoError(f"train.sharding must be one of {', '.join(SHARDINGS)}, got '{cfg.train.sharding}'")
+    if cfg.train.sharding == "fsdp" and cfg.model.lora.rank > 0:
+        raise RlinoError(f"train.sharding = 'fsdp' is for full fine-tuning; with LoRA (model.lora.rank = "
+                         f"{cfg.model.lora.rank}) use train.sharding = 'none' (data parallel: the adapters and their "
+                         f"AdamW state are small, and PEFT's adapters inside FSDP2 units are not supported here)")
 
 
 def check_chat_template(value: object) -> None:

@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["cuda", "cpu"], help="plan for this device (default: cuda unless "
                    "model.device = cpu): bf16 autocast under `auto`, and the base memory of the process")
     p.add_argument("--prompt-tokens", type=int, metavar="N", help="longest prompt in tokens (default 256)")
+    p.add_argument("--world-size", type=int, metavar="N", default=1, help="processes (GPUs) of the torchrun launch "
+                   "(default 1): plan one rank, its share of the rows (under train.sharding=fsdp 1/N of the state)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
 
     sub.add_parser("methods", help="print the table of methods")
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             from rlino.plan import plan, render, to_json
 
             result = plan(args.config, args.overrides, device=args.device, gpu_memory=args.gpu_memory,
-                          prompt_tokens=args.prompt_tokens)
+                          prompt_tokens=args.prompt_tokens, world_size=args.world_size)
             print(to_json(result) if args.json else render(result))
         elif args.command == "methods":
             print(_methods_table())

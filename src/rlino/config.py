@@ -148,6 +148,11 @@ class TrainConfig:
     adam_eps: float = 1e-8
     max_grad_norm: float = 1.0
     """Gradient clipping by global L2 norm; 0 disables it."""
+    sharding: str = "none"
+    """Under torchrun with several processes: `none` (data parallel: every rank holds the whole model, gradients
+    summed) or `fsdp` (PyTorch's FSDP2 per decoder layer: each rank holds 1/N of the weights, gradients and AdamW
+    state of the policy, the reference and the critic; bf16 compute when training resolves to bf16). The same
+    update either way; one process has nothing to shard. Not with LoRA."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass instead of keeping them (less memory, about 30% more time)."""
     micro_batch_size: int = 16

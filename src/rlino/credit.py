@@ -23,6 +23,7 @@ from rlino.critic import Critic
 from rlino.distributed import World
 from rlino.gae import gae, token_rewards, value_loss
 from rlino.rollout import MicroBatch, Rollout, token_logprobs
+from rlino.sharding import as_float, is_sharded
 
 
 @dataclass
@@ -47,9 +48,11 @@ def _full(rollout: Rollout, batches: list[MicroBatch], parts: list[torch.Tensor]
 
 @torch.no_grad()
 def assign_credit(critic: Critic | None, policy_model, autocast, rollout: Rollout, batches: list[MicroBatch],
-                  rewards: torch.Tensor, ref_logps: list, cfg: Config, beta: float, world: World) -> Credit:
+                  rewards: torch.Tensor, ref_logps: list, cfg: Config, beta: float, world: World,
+                  idle: int = 0) -> Credit:
     """V_old, the token rewards (with the KL when it goes in the reward), GAE, whitening; the critic's metrics.
-    `critic` None values every state at 0 (`rlino equivalence`'s reference rows)."""
+    `critic` None values every state at 0 (`rlino equivalence`'s reference rows). `idle`: forwards more per model,
+    results dropped (sharded models: every rank runs as many)."""
     c = cfg.critic
     mask = rollout.completion_mask.float()
     if critic is None:
@@ -58,12 +61,16 @@ def assign_credit(critic: Critic | None, policy_model, autocast, rollout: Rollou
         critic.eval()
         with autocast():
             values = _full(rollout, batches, [critic(*mb.tensors) for mb in batches]) * mask
+            for _ in range(idle):
+                critic(*batches[0].tensors)
     kl, kl_sum = None, 0.0
     if beta > 0 and c.kl == "reward" and ref_logps[0] is not None:
         policy_model.eval()  # no dropout: π_old is the sampling policy (the update sets train mode again)
         with autocast():
             old = [token_logprobs(policy_model, *mb.tensors, temperature=cfg.sampling.temperature)[0]
                    for mb in batches]
+            for _ in range(idle):
+                token_logprobs(policy_model, *batches[0].tensors, temperature=cfg.sampling.temperature)
         old_logp, ref_logp = _full(rollout, batches, old), _full(rollout, batches, ref_logps)
         kl = (old_logp - ref_logp) * mask  # k1, per token, as classic RLHF PPO puts it in the reward
         delta = ref_logp - old_logp
@@ -104,6 +111,8 @@ def critic_pass(critic: Critic, autocast, mb: MicroBatch, credit: Credit, cfg: C
                             cfg.critic.value_clip, num_tokens=num_tokens)
     if torch.isfinite(loss):
         loss.backward()
+    elif is_sharded(critic):  # the backward is a collective the other ranks wait for
+        (values.sum() * 0.0).backward()
     return loss.detach(), float(frac) * float(mask.sum())
 
 
@@ -111,7 +120,7 @@ def critic_optimizer_step(critic: Critic, optimizer, scheduler, max_grad_norm: f
     """Sum the critic's gradients over ranks, clip by global norm, AdamW step, schedule step; the norm before."""
     world.sum_grads_(critic.parameters())
     limit = max_grad_norm if max_grad_norm > 0 else float("inf")
-    norm = float(torch.nn.utils.clip_grad_norm_(critic.parameters(), limit))
+    norm = as_float(torch.nn.utils.clip_grad_norm_(critic.parameters(), limit))
     if math.isfinite(norm):
         optimizer.step()
     scheduler.step()

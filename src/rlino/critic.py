@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_model as load_safetensors
+from safetensors.torch import save_file
 from safetensors.torch import save_model as save_safetensors
 
 from rlino.errors import RlinoError
@@ -70,8 +71,12 @@ def build_critic(name_or_path: str, *, dtype: str, device: str, seed: int) -> Cr
     return critic
 
 
-def save_critic(critic: Critic, folder: str | Path) -> None:
-    save_safetensors(critic, str(Path(folder) / CRITIC_FILE))
+def save_critic(critic: Critic, folder: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+    """The critic's weights as one safetensors file (from `state_dict` when given: a sharded critic's, gathered)."""
+    if state_dict is None:
+        save_safetensors(critic, str(Path(folder) / CRITIC_FILE))
+    else:
+        save_file({k: v.contiguous() for k, v in state_dict.items()}, str(Path(folder) / CRITIC_FILE))
 
 
 def load_critic_(critic: Critic, folder: str | Path) -> None:

@@ -55,10 +55,13 @@ class World:
         return self.sum_(torch.tensor(values, dtype=torch.float64, device=self.device)).tolist()
 
     def sum_grads_(self, params) -> None:
-        """Sum the gradients of `params` over ranks in one flat buffer (a parameter without a gradient counts 0)."""
+        """Sum the gradients of `params` over ranks in one flat buffer (a parameter without a gradient counts 0).
+        Sharded parameters (DTensors, `rlino.sharding`) are left alone: FSDP's reduce-scatter already summed them."""
         if not self.active:
             return
-        params = [p for p in params if p.requires_grad]
+        params = [p for p in params if p.requires_grad and not hasattr(p, "device_mesh")]
+        if not params:
+            return
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)

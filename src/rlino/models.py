@@ -111,7 +111,9 @@ def load_model(name_or_path: str, *, dtype: str = "float32", device: str = "auto
     return model, tokenizer
 
 
-def save_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, folder: str | Path) -> None:
-    """Write a plain Hugging Face model folder that `from_pretrained` loads."""
-    model.save_pretrained(folder)
+def save_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, folder: str | Path,
+               state_dict: dict[str, torch.Tensor] | None = None) -> None:
+    """Write a plain Hugging Face model folder that `from_pretrained` loads (from `state_dict` when given: the
+    gathered weights of a sharded model)."""
+    model.save_pretrained(folder, state_dict=state_dict)
     tokenizer.save_pretrained(folder)

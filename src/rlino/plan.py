@@ -103,7 +103,8 @@ def param_count(arch: Arch, raw: dict) -> int:
     return count_params(arch) if arch.model_type in FAMILY else meta_param_count(raw)
 
 
-def setup_for(cfg: Config, arch: Arch, params: int, gpu: bool, prompt_tokens: int) -> Setup:
+def setup_for(cfg: Config, arch: Arch, params: int, gpu: bool, prompt_tokens: int, ranks: int = 1) -> Setup:
+    """What sizes the run's memory on one rank of `ranks` (each samples and trains its share of the prompts)."""
     method = resolve_method(cfg.method)
     lora = cfg.model.lora
     adapters = lora_params(arch, lora.rank, lora.target_modules) if lora.rank else 0
@@ -116,14 +117,15 @@ def setup_for(cfg: Config, arch: Arch, params: int, gpu: bool, prompt_tokens: in
         critic_arch = arch_from_config(model_config(cfg.critic.model)) if cfg.critic.model else arch
         head = 0 if critic_arch.tied else critic_arch.vocab * critic_arch.hidden
         critic = count_params(critic_arch) - head + critic_arch.hidden + 1
-    rows = cfg.train.prompts_per_step * cfg.train.group_size
+    rows = -(-cfg.train.prompts_per_step // ranks) * cfg.train.group_size  # this rank's share
     return Setup(params=params + adapters, trainable=adapters or params,
                  param_bytes=resolve_dtype(cfg.model.dtype).itemsize,
                  train_bf16=bf16(cfg.model.autocast), sample_bf16=bf16(sampling_autocast(cfg)),
                  reference=method.beta > 0 and not lora.rank, critic_params=critic,
                  gen_batch=min(cfg.sampling.batch_size, rows), micro_batch=min(cfg.train.micro_batch_size, rows),
                  prompt_tokens=prompt_tokens, new_tokens=cfg.sampling.max_new_tokens,
-                 group_size=cfg.train.group_size, checkpointing=cfg.train.gradient_checkpointing, gpu=gpu)
+                 group_size=cfg.train.group_size, checkpointing=cfg.train.gradient_checkpointing, gpu=gpu,
+                 ranks=ranks, sharded=cfg.train.sharding == "fsdp" and ranks > 1)
 
 
 def _largest(lo: int, hi: int, fits) -> int:
@@ -149,6 +151,8 @@ def advice(arch: Arch, s: Setup, budget: int) -> tuple[list[tuple[str, float]], 
     def phase(x: Setup, name: str) -> int:
         return estimate(arch, x)["phase_peak"][name]
 
+    fsdp = ("train.sharding=fsdp", lambda x: None if x.sharded or x.ranks < 2 or x.trainable != x.params
+             else replace(x, sharded=True))
     knobs = [
         ("train.gradient_checkpointing=true", lambda x: None if x.checkpointing else replace(x, checkpointing=True)),
         ("train.micro_batch_size", lambda x: replace(x, micro_batch=_largest(
@@ -156,10 +160,13 @@ def advice(arch: Arch, s: Setup, budget: int) -> tuple[list[tuple[str, float]], 
         ("sampling.batch_size", lambda x: replace(x, gen_batch=_largest(
             1, x.gen_batch, lambda b: phase(replace(x, gen_batch=b), "sampling") <= budget))),
         ("model.autocast=bf16", lambda x: None if x.train_bf16 else replace(x, train_bf16=True, sample_bf16=True)),
-        ("model.lora.rank=16", lambda x: None if x.trainable != x.params else replace(
+        fsdp,
+        ("model.lora.rank=16", lambda x: None if x.trainable != x.params or x.sharded else replace(
             x, trainable=lora_params(arch, 16, "all-linear"), reference=False)),
         ("model.dtype=bfloat16", lambda x: None if x.param_bytes == 2 else replace(x, param_bytes=2)),
     ]
+    if base_and_static(arch, s) > budget:  # no smaller batch helps: the state itself must be split (or shrunk)
+        knobs.insert(0, knobs.pop(knobs.index(fsdp)))
     for name, turn in knobs:
         if peak(s) <= budget:
             break
@@ -175,9 +182,17 @@ def advice(arch: Arch, s: Setup, budget: int) -> tuple[list[tuple[str, float]], 
     return steps, peak(s) <= budget
 
 
+def base_and_static(arch: Arch, s: Setup) -> int:
+    est = estimate(arch, s)
+    return est["base"] + sum(est["static"].values())
+
+
 def plan(config: str, overrides: list[str] | None = None, *, device: str | None = None,
-         gpu_memory: str | None = None, prompt_tokens: int | None = None) -> dict:
-    """The plan of every run in `config` (one, or a compare's arms), worst arm first, as a JSON-ready dict."""
+         gpu_memory: str | None = None, prompt_tokens: int | None = None, world_size: int = 1) -> dict:
+    """The plan of every run in `config` (one, or a compare's arms), worst arm first, as a JSON-ready dict; the
+    memory of one rank of `world_size`."""
+    if world_size < 1:
+        raise RlinoError(f"--world-size must be >= 1, got {world_size}")
     runs = load_runs(config, list(overrides or []))
     budget = parse_memory(gpu_memory) if gpu_memory is not None else None
     if prompt_tokens is not None and prompt_tokens < 1:
@@ -187,10 +202,12 @@ def plan(config: str, overrides: list[str] | None = None, *, device: str | None 
         target = device or ("cpu" if cfg.model.device == "cpu" else "cuda")
         raw = model_config(cfg.model.name_or_path)
         arch = arch_from_config(raw)
-        s = setup_for(cfg, arch, param_count(arch, raw), target != "cpu", prompt_tokens or DEFAULT_PROMPT_TOKENS)
+        s = setup_for(cfg, arch, param_count(arch, raw), target != "cpu", prompt_tokens or DEFAULT_PROMPT_TOKENS,
+                      world_size)
         est = estimate(arch, s)
         rows = cfg.train.prompts_per_step * cfg.train.group_size
-        est.update(run=name, model=cfg.model.name_or_path, arch=arch.__dict__, device=target,
+        est.update(run=name, world_size=world_size, sharding=cfg.train.sharding, model=cfg.model.name_or_path,
+                   arch=arch.__dict__, device=target,
                    prompt_tokens_assumed=prompt_tokens is None, dtype=cfg.model.dtype,
                    responses_per_step=rows, tokens_per_step=rows * (s.prompt_tokens + s.new_tokens),
                    response_tokens_per_step=rows * s.new_tokens)
@@ -220,6 +237,10 @@ def render(result: dict) -> str:
              f"{a['vocab']}{', tied' if a['tied'] else ''})",
              f"parameters   {s['params']:,} ({s['trainable']:,} trained), {e['dtype']}; "
              f"training {prec(s['train_bf16'])}, sampling {prec(s['sample_bf16'])}",
+             *([f"ranks        {s['ranks']}, " + ("FSDP: static state per rank is 1/" + str(s['ranks'])
+                                                  if s['sharded'] else "data parallel: every rank holds it all")
+                + f"; memory of one rank ({-(-e['responses_per_step'] // s['ranks'])} rows or fewer)"]
+               if s['ranks'] > 1 else []),
              f"tokens/step  {e['responses_per_step']} responses x ({prompt} + {s['new_tokens']} new) = "
              f"{e['tokens_per_step']:,} ({e['response_tokens_per_step']:,} response tokens)",
              "", f"{'':47}{'GiB':>8}"]
@@ -229,7 +250,8 @@ def render(result: dict) -> str:
               "sampling_transient": "decode / prefill transients",
               "activations": f"activations (micro-batch {s['micro_batch']}"
                              f"{', checkpointed' if s['checkpointing'] else ''})",
-              "logits": "logits + fp32 log-softmax", "autocast_weight_copies": "autocast bf16 weight copies"}
+              "logits": "logits + fp32 log-softmax", "autocast_weight_copies": "autocast bf16 weight copies",
+              "gathered_weights": "FSDP: whole policy gathered", "gathered_layers": "FSDP: root + 2 layers gathered"}
     for section in ("static", "sampling", "training"):
         for i, (key, value) in enumerate(e[section].items()):
             lines.append(f"{section if i == 0 else '':13}{labels[key]:<34}{_gib(value)}")
@@ -253,7 +275,8 @@ def _verdict(e: dict) -> str:
     if e["fits"]:
         return f"fits in {budget:.1f} GiB ({e['peak'] / GIB:.1f} GiB needed, {budget - e['peak'] / GIB:.1f} to spare)"
     steps = "".join(f"\n  --set {a['set']:<36} -> {a['peak_gib']:.1f} GiB" for a in e["advice"])
-    tail = "" if e["fits_after_advice"] else "\n  still does not fit: a larger GPU, or shorter max_new_tokens"
+    more = "" if e["setup"]["sharded"] else ", or more GPUs with train.sharding=fsdp (plan with --world-size N)"
+    tail = "" if e["fits_after_advice"] else f"\n  still does not fit: a larger GPU{more}, or shorter max_new_tokens"
     return (f"does NOT fit in {budget:.1f} GiB ({e['peak'] / GIB:.1f} GiB needed, {e['peak_phase']} phase); "
             f"turn:{steps}{tail}")
 

@@ -16,6 +16,12 @@ Every figure is a product of shapes, read off what rlino's step keeps alive (`st
                `token_logprobs` keeps for the backward pass
     peak       base + static + max(sampling, training)
 
+On N ranks each rank samples and trains ⌈prompts / N⌉ · G rows. Under `train.sharding = "fsdp"` each rank holds
+1/N of the static state (FSDP2 shards every parameter, gradient and AdamW moment on dim 0), plus what FSDP gathers:
+the whole policy while sampling (`rlino.sharding.gathered`, in the compute dtype), and during a micro-batch's
+forward and backward the root group (embeddings, head, final norm) and two decoder layers (the running one and the
+prefetched one) in the compute dtype, and one layer's full gradient before its reduce-scatter.
+
 The base is a stated constant: the Python process with torch and transformers imported (CPU) or the CUDA context.
 """
 
@@ -123,6 +129,19 @@ class Setup:
     group_size: int
     checkpointing: bool
     gpu: bool
+    ranks: int = 1
+    """Processes of the torchrun launch (the rows are already each rank's share)."""
+    sharded: bool = False
+    """train.sharding = "fsdp" on more than one rank: the static state is split over the ranks."""
+
+    @property
+    def shards(self) -> int:
+        return self.ranks if self.sharded else 1
+
+    @property
+    def compute_bytes(self) -> int:
+        """Bytes of a weight FSDP gathers: bf16 under bf16 compute (MixedPrecisionPolicy), else model.dtype."""
+        return 2 if self.train_bf16 else self.param_bytes
 
 
 def kv_cache_bytes(a: Arch, batch: int, seq: int, nbytes: int) -> int:
@@ -140,7 +159,10 @@ def sampling_bytes(a: Arch, s: Setup) -> dict[str, int]:
     decode = b * a.vocab * (kvb + 3 * 4 + 4 * 8)
     unique = max(1, -(-b // s.group_size))  # a group's G rows share one prefill
     prefill = unique * p * (4 * a.intermediate + 6 * a.hidden + p) * 4
-    return {"kv_cache": kv, "sampling_transient": prefill_copy + max(decode, prefill)}
+    out = {"kv_cache": kv, "sampling_transient": prefill_copy + max(decode, prefill)}
+    if s.sharded:  # sampling runs on the whole policy, gathered once
+        out["gathered_weights"] = s.params * s.compute_bytes
+    return out
 
 
 def activation_bytes(a: Arch, s: Setup, b: int, checkpointing: bool) -> int:
@@ -172,19 +194,28 @@ def training_bytes(a: Arch, s: Setup, micro_batch: int | None = None,
     b = s.micro_batch if micro_batch is None else micro_batch
     ckpt = s.checkpointing if checkpointing is None else checkpointing
     out = {"activations": activation_bytes(a, s, b, ckpt), "logits": vocab_bytes(a, s, b)}
-    if s.train_bf16:  # autocast keeps a bf16 copy of every weight it casts for the step
+    if s.sharded:  # FSDP's gathered root and layers (bf16 under bf16 compute: autocast then casts nothing)
+        root, layer = root_and_layer_params(a, s.params)
+        out["gathered_layers"] = (root + 2 * layer) * s.compute_bytes + layer * s.param_bytes
+    elif s.train_bf16:  # autocast keeps a bf16 copy of every weight it casts for the step
         out["autocast_weight_copies"] = 2 * s.params
     return out
 
 
+def root_and_layer_params(a: Arch, params: int) -> tuple[int, int]:
+    """Parameters of FSDP's root group (embeddings, an untied head, the final norm) and of one decoder layer."""
+    root = a.vocab * a.hidden * (1 if a.tied else 2) + a.hidden
+    return root, -(-(params - root) // a.layers)
+
+
 def static_bytes(s: Setup) -> dict[str, int]:
-    """What stays resident from the first update on, in both phases."""
-    pb = s.param_bytes
+    """What stays resident from the first update on, in both phases (each rank's 1/N under FSDP)."""
+    pb, n = s.param_bytes, s.shards
     out = {"weights": s.params * pb, "reference": s.params * pb if s.reference else 0,
            "gradients": s.trainable * pb, "optimizer": 2 * s.trainable * pb}
     if s.critic_params:
         out["critic"] = 4 * s.critic_params * pb  # weights, gradients, AdamW's two moments
-    return out
+    return {key: -(-value // n) for key, value in out.items()}
 
 
 def optimizer_step_bytes(a: Arch, s: Setup) -> int:
@@ -193,9 +224,9 @@ def optimizer_step_bytes(a: Arch, s: Setup) -> int:
     parameters (and of the critic's, stepped apart). On CPU it goes tensor by tensor: one temporary the size of the
     largest trained tensor (the embedding or an MLP matrix), or of a LoRA adapter."""
     if s.gpu:
-        return max(s.trainable, s.critic_params) * s.param_bytes
+        return -(-max(s.trainable, s.critic_params) * s.param_bytes // s.shards)
     largest = max(a.vocab, a.intermediate) * a.hidden if s.trainable == s.params else 0
-    return max(largest, s.critic_params and max(a.vocab, a.intermediate) * a.hidden) * s.param_bytes
+    return -(-max(largest, s.critic_params and max(a.vocab, a.intermediate) * a.hidden) * s.param_bytes // s.shards)
 
 
 def estimate(a: Arch, s: Setup) -> dict:

@@ -10,7 +10,9 @@ A run folder (`rlino train --out DIR`, or `runs/<arm>/` of a compare):
     weights.jsonl                  per step: each response's length, correctness, weight w_i and measured per-token
                                    weight, and the aggregation and normalisers the step's loss used
     checkpoints/step-NNNNNN/       a plain Hugging Face model folder + trainer_state.pt (written to a .tmp folder
-                                   and renamed, so a folder with trainer_state.pt is complete)
+                                   and renamed, so a folder with trainer_state.pt is complete); under
+                                   train.sharding = "fsdp" also sharded/: every rank's shards of the weights and
+                                   optimizer states (torch.distributed.checkpoint), which --resume reads
 
 Every log line carries its `step`. A checkpoint at step s covers the log lines of steps <= s: resuming from it drops
 later lines, so a resumed run neither loses nor repeats a step. A run is finished when its last metrics line is at
@@ -113,10 +115,24 @@ class RunFolder:
     def write_checkpoint(self, step: int, write: Callable[[Path], None], keep: int = 0) -> Path:
         """Let `write(folder)` fill a temporary folder, then rename it into place (a checkpoint appears only when
         complete); keep the `keep` most recent checkpoints (0 keeps all)."""
+        write(self.start_checkpoint(step))
+        return self.commit_checkpoint(step, keep)
+
+    def checkpoint_tmp(self, step: int) -> Path:
+        """The temporary folder a checkpoint is written into before it is renamed into place."""
         final = self.checkpoint_dir(step)
-        tmp = final.with_name(final.name + ".tmp")
+        return final.with_name(final.name + ".tmp")
+
+    def start_checkpoint(self, step: int) -> Path:
+        """An empty temporary folder for the checkpoint at `step` (several processes may write into it)."""
+        tmp = self.checkpoint_tmp(step)
         shutil.rmtree(tmp, ignore_errors=True)
-        write(tmp)
+        tmp.mkdir(parents=True)
+        return tmp
+
+    def commit_checkpoint(self, step: int, keep: int = 0) -> Path:
+        """Rename the written temporary folder into place and prune to the `keep` most recent (0 keeps all)."""
+        final, tmp = self.checkpoint_dir(step), self.checkpoint_tmp(step)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
         if keep:

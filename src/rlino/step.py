@@ -7,7 +7,9 @@
     result  = records(...)         the metrics line, the logged samples, the per-response weights line
 
 Under data parallel each rank samples and trains on its share of the prompts; sums that normalise the loss or make
-a metric are taken over all ranks, so the step is the one a single process would take.
+a metric are taken over all ranks, so the step is the one a single process would take. Under sharding
+(`rlino.sharding`) sampling runs on the gathered weights and every rank runs as many forward and backward passes as
+the others (`idle_pass`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from rlino.prompts import RAW, PromptFormat
 from rlino.rollout import MicroBatch, Rollout, sample, token_logprobs
 from rlino.run_folder import SAMPLES, WEIGHTS
 from rlino.schedule import prompt_indices
+from rlino.sharding import as_float, gathered, idle_passes, is_sharded
 
 SUMS = ("loss", "entropy", "kl", "clip", "clip_low", "clip_high", "clip_n", "value_loss", "value_clip")
 """The step's running sums (added over micro-batches, then over ranks)."""
@@ -147,7 +150,7 @@ def sample_groups(policy: Policy, cfg: Config, world: World, train_items: Sequen
     mine = world.share(len(items))  # this rank's prompts (all of them on one process)
     rows = [items[p] for p in mine for _ in range(G)]
     rows_global = [p * G + g for p in mine for g in range(G)]  # noise keys: the same on any number of ranks
-    with policy.sample_autocast():
+    with gathered(policy.model), policy.sample_autocast():
         rollout = sample(policy.model, policy.tokenizer, [it.prompt for it in rows], rows_global, seed=c.train.seed,
                          step=step, temperature=c.sampling.temperature, top_p=c.sampling.top_p,
                          max_new_tokens=c.sampling.max_new_tokens, batch_size=c.sampling.batch_size,
@@ -180,13 +183,14 @@ def update(policy: Policy, batch: Batch, scored: Scored, cfg: Config, method: Me
                         thirds=torch.full((rows, 3), math.nan, device=device),
                         position_corr=torch.full((rows,), math.nan, device=device))
     batches = rollout.micro_batches(cfg.train.micro_batch_size)
+    idle = idle_passes(len(batches), world, policy.model)  # sharded: every rank runs as many passes
     with clock.phase("reference"):
-        ref_logps = reference_logprobs(policy, batches, cfg.sampling.temperature)
+        ref_logps = reference_logprobs(policy, batches, cfg.sampling.temperature, idle)
     advantages, credit = scored.weights, None
     if policy.critic is not None:
         with clock.phase("critic"):
             credit = assign_credit(policy.critic, policy.model, policy.autocast, rollout, batches, scored.rewards,
-                                   ref_logps, cfg, method.beta, world)
+                                   ref_logps, cfg, method.beta, world, idle)
         advantages = credit.advantages  # [rows, T]: one advantage per token
         mask = rollout.completion_mask
         scored.weights = (advantages * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
@@ -204,8 +208,11 @@ def update(policy: Policy, batch: Batch, scored: Scored, cfg: Config, method: Me
                 message = micro_batch_pass(policy, mb, advantages, scored, cfg, method, stats, epoch, old_logps, k,
                                            ref_logps[k], step)
                 bad = bad or message
-            if credit is not None:
-                bad = bad or value_pass(policy, mb, credit, cfg, stats, epoch, step)
+            if credit is not None:  # run even after a bad pass: a sharded critic's passes are collectives
+                message = value_pass(policy, mb, credit, cfg, stats, epoch, step)
+                bad = bad or message
+        for _ in range(idle):
+            idle_pass(policy, batches[0], cfg, train_policy)
         (num_bad,) = world.sum_floats(float(bad is not None))  # every rank stops together
         if num_bad:
             raise NonFiniteStep(f"{bad or 'a non-finite loss on another rank'}; stopping without applying it.")
@@ -231,12 +238,29 @@ def value_pass(policy: Policy, mb: MicroBatch, credit: Credit, cfg: Config, stat
     return None
 
 
-def reference_logprobs(policy: Policy, batches: list[MicroBatch], temperature: float) -> list:
-    """The frozen reference's log-probs per micro-batch (None each without a KL term)."""
+def reference_logprobs(policy: Policy, batches: list[MicroBatch], temperature: float, idle: int = 0) -> list:
+    """The frozen reference's log-probs per micro-batch (None each without a KL term); `idle` more forwards whose
+    result is dropped (a sharded reference: every rank runs as many)."""
     if policy.ref_model is None:
         return [None] * len(batches)
     with torch.no_grad(), policy.autocast():
-        return [token_logprobs(policy.ref_model, *mb.tensors, temperature=temperature)[0] for mb in batches]
+        out = [token_logprobs(policy.ref_model, *mb.tensors, temperature=temperature)[0] for mb in batches]
+        for _ in range(idle):
+            token_logprobs(policy.ref_model, *batches[0].tensors, temperature=temperature)
+    return out
+
+
+def idle_pass(policy: Policy, mb: MicroBatch, cfg: Config, train_policy: bool) -> None:
+    """A forward and backward whose loss is 0 (its gradients are 0): run by a rank with fewer micro-batches than
+    another, because a sharded model's forward and backward are collectives (FSDP's all-gather, reduce-scatter)."""
+    if train_policy:
+        with policy.autocast():
+            logp, _ = token_logprobs(policy.model, *mb.tensors, temperature=cfg.sampling.temperature)
+        (logp.sum() * 0.0).backward()
+    if policy.critic is not None:
+        with policy.autocast():
+            values = policy.critic(*mb.tensors)
+        (values.sum() * 0.0).backward()
 
 
 def micro_batch_pass(policy: Policy, mb: MicroBatch, weights: torch.Tensor, scored: Scored, cfg: Config,
@@ -256,6 +280,8 @@ def micro_batch_pass(policy: Policy, mb: MicroBatch, weights: torch.Tensor, scor
                      num_responses=stats.num_responses, num_tokens=stats.num_tokens,
                      max_new_tokens=cfg.sampling.max_new_tokens, **outcome)
     if not torch.isfinite(out.loss):
+        if is_sharded(policy.model):
+            (logp.sum() * 0.0).backward()  # sharded: the backward is a collective the other ranks wait for
         return f"loss is {float(out.loss.detach())} at step {step} (epoch {epoch + 1}, micro-batch {k + 1})"
     out.loss.backward()
     tokens, sums = float(mask.sum()), stats.sums
@@ -300,7 +326,7 @@ def optimizer_step(policy: Policy, cfg: Config, world: World, step: int) -> floa
     model = policy.model
     world.sum_grads_(model.parameters())  # each rank's loss already carries the step-wide normaliser
     max_norm = cfg.train.max_grad_norm if cfg.train.max_grad_norm > 0 else float("inf")
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+    grad_norm = as_float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
     if not math.isfinite(grad_norm):
         raise NonFiniteStep(f"gradient norm is {grad_norm} at step {step}; stopping without applying it.")
     policy.optimizer.step()

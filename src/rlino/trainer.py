@@ -42,11 +42,12 @@ from rlino.distributed import init_world, local_device
 from rlino.errors import RlinoError
 from rlino.evaluate import evaluate
 from rlino.lora import attach_lora, resume_lora
-from rlino.models import autocast, load_model, precision_note, resolve_device, save_model
+from rlino.models import autocast, load_model, precision, precision_note, resolve_device, save_model
 from rlino.objectives import Method, resolve_method
 from rlino.prompts import RAW, config_prompt_format
 from rlino.run_folder import CONFIG, EVAL_SAMPLES, METRICS, STATE_FILE, RunFolder
 from rlino.schedule import lr_schedule
+from rlino.sharding import SHARDED_DIR, full_state_dict, gathered, is_sharded, load_sharded, save_sharded, shard_
 from rlino.step import Clock, NonFiniteStep, Policy, StepResult, records, sample_groups, score, update
 from rlino.tasks import load_task
 from rlino.trackers import Trackers
@@ -179,6 +180,8 @@ class Run:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if ref_model is not None and self.lora is None:
             self.world.broadcast_params_(ref_model)
+        for part in (model, ref_model):
+            self._shard(part)
         optimizer, scheduler = self._optimizer(model, c.train.learning_rate)
         policy = Policy(model, tokenizer, ref_model, optimizer, scheduler, self.autocast, self.sample_autocast,
                         prompt_format=config_prompt_format(c, tokenizer))
@@ -186,9 +189,16 @@ class Run:
             policy.critic = build_critic(c.critic.model or c.model.name_or_path, dtype=c.model.dtype, device=device,
                                          seed=c.train.seed)
             self.world.broadcast_params_(policy.critic)
+            self._shard(policy.critic)
             lr = c.critic.learning_rate or 10 * c.train.learning_rate
             policy.critic_optimizer, policy.critic_scheduler = self._optimizer(policy.critic, lr)
         return policy
+
+    def _shard(self, model: torch.nn.Module | None) -> None:
+        """train.sharding = "fsdp" on several ranks: FSDP2 on `model` (after every rank holds rank 0's weights, before
+        its optimizer exists); bf16 compute when training resolves to bf16. One process has nothing to shard."""
+        if model is not None and self.cfg.train.sharding == "fsdp" and self.world.active:
+            shard_(model, bf16_compute=precision(self.cfg.model.autocast, self.device) == "bf16")
 
     def _optimizer(self, model: torch.nn.Module, lr: float):
         """AdamW over the trainable parameters and the run's LR schedule."""
@@ -235,7 +245,7 @@ class Run:
     def evaluate(self, step: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Held-out metrics (eval/ keys) and the logged held-out responses."""
         c = self.cfg
-        with self.sample_autocast():
+        with gathered(self.model), self.sample_autocast():
             result = evaluate(self.model, self.tokenizer, self.task, self.eval_items, seed=c.train.seed,
                               temperature=c.eval.temperature, top_p=c.eval.top_p, max_new_tokens=eval_max_new_tokens(c),
                               batch_size=c.sampling.batch_size, log_samples=c.eval.log_samples, world=self.world,
@@ -282,6 +292,8 @@ class Run:
 
     def save_checkpoint(self) -> Path:
         """Write model + optimizer + scheduler + RNG + step, atomically (a folder appears only when complete)."""
+        if is_sharded(self.model):
+            return self._save_sharded()
         if not self.world.is_main:  # rank 0 writes the checkpoint; the others wait until it is complete
             self.world.barrier()
             return self.checkpoint_dir(self.step)
@@ -291,18 +303,46 @@ class Run:
                 self.lora.save(self.tokenizer, folder)
             else:
                 save_model(self.model, self.tokenizer, folder)
-            state = {"step": self.step, "optimizer": self.optimizer.state_dict(),
-                     "scheduler": self.scheduler.state_dict(), "zero_std_streak": self.zero_std_streak,
-                     "elapsed": self.elapsed, "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()}
+            state = self._trainer_state()
+            state["optimizer"] = self.optimizer.state_dict()
             if self.policy.critic is not None:  # the critic's weights beside the model's, its optimizer in the state
                 save_critic(self.policy.critic, folder)
-                state.update(critic_optimizer=self.policy.critic_optimizer.state_dict(),
-                             critic_scheduler=self.policy.critic_scheduler.state_dict())
+                state["critic_optimizer"] = self.policy.critic_optimizer.state_dict()
             torch.save(state, folder / STATE_FILE)
 
         final = self.folder.write_checkpoint(self.step, write, keep=self.cfg.train.keep_checkpoints)
         self.world.barrier()
         return final
+
+    def _save_sharded(self) -> Path:
+        """FSDP: every rank writes its shards of the weights and AdamW states (torch.distributed.checkpoint, in
+        sharded/); rank 0 gathers the full weights into a plain Hugging Face folder beside them, and the state."""
+        tmp = self.folder.start_checkpoint(self.step) if self.world.is_main else None
+        self.world.barrier()  # the temporary folder exists before any rank writes into it
+        save_sharded(self.folder.checkpoint_tmp(self.step) / SHARDED_DIR, self._sharded_parts())
+        weights = full_state_dict(self.model)  # collectives: every rank takes part, rank 0 receives
+        critic = full_state_dict(self.policy.critic) if self.policy.critic is not None else None
+        if tmp is not None:
+            save_model(self.model, self.tokenizer, tmp, state_dict=weights)
+            if critic is not None:
+                save_critic(self.policy.critic, tmp, state_dict=critic)
+            torch.save(self._trainer_state(), tmp / STATE_FILE)
+            self.folder.commit_checkpoint(self.step, keep=self.cfg.train.keep_checkpoints)
+        self.world.barrier()
+        return self.checkpoint_dir(self.step)
+
+    def _sharded_parts(self) -> dict:
+        critic = self.policy.critic
+        return {"policy": (self.model, self.optimizer)} | ({} if critic is None else
+                                                            {"critic": (critic, self.policy.critic_optimizer)})
+
+    def _trainer_state(self) -> dict[str, Any]:
+        """What a checkpoint holds beside the weights and optimizer states: schedules, RNG, step, counters."""
+        state = {"step": self.step, "scheduler": self.scheduler.state_dict(), "zero_std_streak": self.zero_std_streak,
+                 "elapsed": self.elapsed, "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()}
+        if self.policy.critic is not None:
+            state["critic_scheduler"] = self.policy.critic_scheduler.state_dict()
+        return state
 
     def _last_checkpoint_note(self) -> str:
         done = self.folder.complete_checkpoints()
@@ -314,21 +354,32 @@ class Run:
             raise RlinoError(f"--resume {self.out}: no complete checkpoint in {self.checkpoint_dir(0).parent}")
         ckpt = done[-1]
         state = torch.load(ckpt / STATE_FILE, weights_only=False)
-        if not resume_lora(self.lora, ckpt):  # LoRA: the base model is reloaded as configured; load the adapter
-            loaded, _ = load_model(str(ckpt), dtype=self.cfg.model.dtype,
-                                   device=str(next(self.model.parameters()).device))
-            self.model.load_state_dict(loaded.state_dict())
-        self.optimizer.load_state_dict(state["optimizer"])
+        if (ckpt / SHARDED_DIR).is_dir():  # written under FSDP: loads on any number of ranks, sharded or not
+            load_sharded(ckpt / SHARDED_DIR, self._sharded_parts())
+        elif is_sharded(self.model):
+            raise RlinoError(f"--resume {self.out}: {ckpt} was written without sharding (no {SHARDED_DIR}/); resume "
+                             f"it with train.sharding = 'none'")
+        else:
+            self._load_full_checkpoint(ckpt, state)
         self.scheduler.load_state_dict(state["scheduler"])
         if self.policy.critic is not None:
-            load_critic_(self.policy.critic, ckpt)
-            self.policy.critic_optimizer.load_state_dict(state["critic_optimizer"])
             self.policy.critic_scheduler.load_state_dict(state["critic_scheduler"])
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
         self.step, self.zero_std_streak, self.elapsed = state["step"], state["zero_std_streak"], state["elapsed"]
         if self.world.is_main:  # drop log lines the checkpoint does not cover: no step lost, none repeated
             self.folder.truncate_logs(self.step)
+
+    def _load_full_checkpoint(self, ckpt: Path, state: dict[str, Any]) -> None:
+        """Weights from the checkpoint's Hugging Face folder (or its LoRA adapter), optimizers from its state."""
+        if not resume_lora(self.lora, ckpt):  # LoRA: the base model is reloaded as configured; load the adapter
+            loaded, _ = load_model(str(ckpt), dtype=self.cfg.model.dtype,
+                                   device=str(next(self.model.parameters()).device))
+            self.model.load_state_dict(loaded.state_dict())
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.policy.critic is not None:
+            load_critic_(self.policy.critic, ckpt)
+            self.policy.critic_optimizer.load_state_dict(state["critic_optimizer"])
 
 
 def train(config_path: str | Path | None, overrides: list[str] | None = None, out: str | Path | None = None,
