@@ -298,6 +298,14 @@ MUTATIONS: list[Mutation] = [
       "module.set_gradient_divide_factor(float(torch.distributed.get_world_size()))",
       ("tests/test_distributed.py::test_fsdp_two_ranks_match_one_process_and_resume_like_it",),
       "FSDP averages the gradients over ranks: a sharded run takes another update than one process"),
+    M("shipped_base_ignored", "src/rlino/embedded/countdown_base.py",
+      "if shipped is not None and not rebuild:", "if shipped is not None and rebuild:",
+      ("tests/test_shipped_base.py::test_embedded_countdown_loads_the_shipped_weights_without_building",),
+      "every machine builds its own base again: the arms inherit its float paths"),
+    M("learning_rate_pair_with_other_changes", "src/rlino/report/claims.py",
+      "len(sets) == 1 and sets[0]", "len(sets) >= 1 and sets[0]",
+      ("tests/test_claims.py::test_claim_1_states_the_verdict_at_another_learning_rate_beside_its_own",),
+      "an arm that changed more than the rate is reported as claim 1 at that rate"),
 ]
 
 

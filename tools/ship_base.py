@@ -12,7 +12,6 @@ folder). It copies the model folder, then writes `recipe.json`: the recipe and s
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import platform
 import shutil
 import sys
@@ -25,10 +24,11 @@ import transformers
 from rlino.embedded.countdown_base import (
     RECIPE,
     SHIPPED,
+    base_model_dir,
     build_prefix,
-    cache_root,
+    cached_dir,
     file_sha256,
-    train_base,
+    recipe_record,
 )
 from rlino.files import read_json, write_json
 
@@ -50,17 +50,13 @@ def main() -> int:
     ap.add_argument("--from", dest="source", help="a built model folder (default: this machine's cached build)")
     args = ap.parse_args()
     key = RECIPE.key(0)
-    source = Path(args.source) if args.source else cache_root() / "embedded" / f"countdown-{key}"
+    source = Path(args.source) if args.source else cached_dir(RECIPE, 0)
     t0 = time.perf_counter()
     if not (source / "model.safetensors").is_file():
         if args.source:
             sys.exit(f"{source}: no model.safetensors")
-        print(f"building RECIPE (seed 0) into {source}", flush=True)
-        model, tokenizer = train_base(RECIPE, 0)
-        model.save_pretrained(source)
-        tokenizer.save_pretrained(source)
-        write_json(source / "recipe.json", {"seed": 0, **dataclasses.asdict(RECIPE)}, indent=2)
-    expected = {"seed": 0, **dataclasses.asdict(RECIPE)}
+        source = base_model_dir(0, RECIPE, rebuild=True)  # the recipe's build here, into the cache
+    expected = recipe_record(RECIPE, 0)
     built = read_json(source / "recipe.json")
     if {k: built.get(k) for k in expected} != expected:
         sys.exit(f"{source}/recipe.json is not RECIPE with seed 0")
@@ -72,7 +68,7 @@ def main() -> int:
     for name in FILES:
         shutil.copy2(source / name, tmp / name)
     write_json(tmp / "recipe.json", {
-        "seed": 0, **dataclasses.asdict(RECIPE), "key": key,
+        **expected, "key": key,
         "sha256": file_sha256(tmp / "model.safetensors"),
         "prefix": prefix,
         "built_with": {"cpu": cpu_name(), "torch": torch.__version__, "transformers": transformers.__version__,

@@ -260,6 +260,16 @@ def weight_distance(a: Path, b: Path) -> tuple[float, float]:
 
 # ---- the cache -------------------------------------------------------------------------------------------------
 
+def cached_dir(recipe: Recipe, seed: int) -> Path:
+    """Where a local build of this recipe and seed is cached."""
+    return cache_root() / "embedded" / f"countdown-{recipe.key(seed)}"
+
+
+def recipe_record(recipe: Recipe, seed: int) -> dict:
+    """What a build's `recipe.json` says it was built from (the shipped one adds its key, hash and fingerprint)."""
+    return {"seed": seed, **dataclasses.asdict(recipe)}
+
+
 def base_model_dir(seed: int = 0, recipe: Recipe = RECIPE, log=None, rebuild: bool = False) -> Path:
     """The folder of `embedded:countdown` for this recipe and seed: the shipped one where it is that build (unless
     `rebuild`), else the cached local build, building it first if it is not cached."""
@@ -267,7 +277,7 @@ def base_model_dir(seed: int = 0, recipe: Recipe = RECIPE, log=None, rebuild: bo
     shipped = shipped_dir(recipe, seed)
     if shipped is not None and not rebuild:
         return shipped
-    folder = cache_root() / "embedded" / f"countdown-{recipe.key(seed)}"
+    folder = cached_dir(recipe, seed)
     if (folder / "config.json").is_file() and (folder / "recipe.json").is_file() and not rebuild:
         return folder
     log(f"building embedded:countdown (seed {seed}) into {folder}; cached for next time")
@@ -277,7 +287,7 @@ def base_model_dir(seed: int = 0, recipe: Recipe = RECIPE, log=None, rebuild: bo
         model, tokenizer = train_base(recipe, seed, log=log)
         model.save_pretrained(tmp)  # a plain Hugging Face model folder
         tokenizer.save_pretrained(tmp)
-        write_json(tmp / "recipe.json", {"seed": seed, **dataclasses.asdict(recipe)}, indent=2)
+        write_json(tmp / "recipe.json", recipe_record(recipe, seed), indent=2)
     except OSError as e:
         raise RlinoError(f"could not write the embedded model cache at {folder}: {e}") from None
     shutil.rmtree(folder, ignore_errors=True)
