@@ -77,8 +77,11 @@ def assert_same_run(one: Path, two: Path, initial: dict[str, torch.Tensor]) -> N
                                     # the critic: whitening over ranks, its loss's normaliser, the KL in the reward
                                     ["method.name=ppo", "method.beta=0.01", "train.steps=2"],
                                     # FSDP2: the policy, its reference and the critic sharded over the 2 ranks
-                                    ["method.name=ppo", "method.beta=0.01", "train.steps=2", "train.sharding=fsdp"]],
-                         ids=["grpo", "fisft_pos_neg", "ppo", "ppo-fsdp"])
+                                    ["method.name=ppo", "method.beta=0.01", "train.steps=2", "train.sharding=fsdp"],
+                                    # two optimizer steps per batch: the ratio to the sampling-time policy and its
+                                    # clip, on sharded weights
+                                    ["method.name=grpo", "method.epochs_per_batch=2", "train.sharding=fsdp"]],
+                         ids=["grpo", "fisft_pos_neg", "ppo", "ppo-fsdp", "grpo-epochs2-fsdp"])
 def test_two_ranks_match_one_process(tmp_path, method):
     sets = COMMON + ["train.steps=1"] + method
     train(SMOKE, sets, out=tmp_path / "one")
@@ -96,7 +99,8 @@ def test_two_ranks_match_one_process(tmp_path, method):
                     for d in ("one", "two"))
         assert rel_diff(two, one) <= 1e-5 and float(one["head.weight"].abs().sum()) > 0
     if "train.sharding=fsdp" in method:
-        assert_sharded(complete_checkpoints(tmp_path / "two")[-1], ["policy", "critic"])
+        models = ["policy", "critic"] if "method.name=ppo" in method else ["policy"]
+        assert_sharded(complete_checkpoints(tmp_path / "two")[-1], models)
 
 
 def assert_sharded(checkpoint: Path, models: list[str], ranks: int = 2) -> None:
@@ -175,3 +179,62 @@ def test_shares_cover_every_item_once_in_order():
         for size in (1, 2, 3):
             parts = [list(World(rank, size).share(n)) for rank in range(size)]
             assert sum(parts, []) == list(range(n)) and max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+SLOW_SAVE = '''
+import os, time
+import torch.distributed.checkpoint as dcp
+
+_save = dcp.save
+
+
+def save(state, *args, checkpoint_id=None, **kwargs):
+    out = _save(state, *args, checkpoint_id=checkpoint_id, **kwargs)
+    if "step-000002.tmp" in str(checkpoint_id):  # this rank's shards are on disk; the checkpoint is not complete
+        open(os.path.join(os.environ["RLINO_TEST_MARKS"], os.environ["RANK"]), "w").close()
+        time.sleep(600)
+    return out
+
+
+dcp.save = save
+'''
+
+
+def test_fsdp_killed_during_a_sharded_save_resumes_from_the_last_complete_checkpoint(tmp_path):
+    """SIGKILL to every process of a 2-rank FSDP run while it saves step 2 (each rank's shards written, the
+    checkpoint not yet renamed into place): the folder keeps step 1 as its last complete checkpoint, and --resume
+    on 2 ranks ends where the uninterrupted run does."""
+    import signal
+    import time
+
+    sets = COMMON + ["method.name=grpo", "train.save_every=1", "train.keep_checkpoints=0", "train.steps=3"]
+    train(SMOKE, sets, out=tmp_path / "one")
+    hooks, marks = tmp_path / "hooks", tmp_path / "marks"
+    hooks.mkdir()
+    marks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SLOW_SAVE)  # imported by every Python process of the launch
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(hooks), str(TESTS), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", RLINO_TEST_MARKS=str(marks))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "rlino", "train",
+           SMOKE, "--out", str(tmp_path / "two")]
+    for item in sets + ["train.sharding=fsdp"]:
+        cmd += ["--set", item]
+    proc = subprocess.Popen(cmd, env=env, cwd=TESTS, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.monotonic() + 240
+    while len(list(marks.iterdir())) < 2:
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "the run never reached the save of step 2"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    ckpts = tmp_path / "two" / "checkpoints"
+    assert (ckpts / "step-000002.tmp" / SHARDED_DIR / ".metadata").exists()  # killed mid-save, shards on disk
+    assert [p.name for p in complete_checkpoints(tmp_path / "two")] == ["step-000001"]
+    torchrun(["--resume", str(tmp_path / "two")])
+    from rlino.embedded import load_embedded
+
+    assert_same_run(tmp_path / "one", tmp_path / "two", load_embedded("embedded:tiny", seed=0)[0].state_dict())
+    assert_sharded(ckpts / "step-000003", ["policy"])
+    assert not (ckpts / "step-000002.tmp").exists()

@@ -23,7 +23,7 @@ from rlino.critic import Critic
 from rlino.distributed import World
 from rlino.gae import gae, token_rewards, value_loss
 from rlino.rollout import MicroBatch, Rollout, token_logprobs
-from rlino.sharding import as_float, is_sharded
+from rlino.sharding import as_float, is_sharded, zero_backward
 
 
 @dataclass
@@ -111,8 +111,8 @@ def critic_pass(critic: Critic, autocast, mb: MicroBatch, credit: Credit, cfg: C
                             cfg.critic.value_clip, num_tokens=num_tokens)
     if torch.isfinite(loss):
         loss.backward()
-    elif is_sharded(critic):  # the backward is a collective the other ranks wait for
-        (values.sum() * 0.0).backward()
+    elif is_sharded(critic):
+        zero_backward(values)
     return loss.detach(), float(frac) * float(mask.sum())
 
 

@@ -112,6 +112,13 @@ def idle_passes(count: int, world: World, model: torch.nn.Module | None) -> int:
     return max(world.gather(count)) - count
 
 
+def zero_backward(output: torch.Tensor) -> None:
+    """A backward whose loss is 0, through the graph of `output`: every gradient stays as it was, but a sharded
+    model's backward collectives (FSDP's reduce-scatter) run, which the other ranks wait for. Used where a rank has
+    nothing to learn from a pass (an idle pass, a loss that is not finite) yet must keep step with the others."""
+    (output.sum() * 0.0).backward()
+
+
 def as_float(value: torch.Tensor) -> float:
     """A scalar tensor as a float; a replicated DTensor (the norm of sharded gradients) through its full value."""
     return float(value.full_tensor() if hasattr(value, "full_tensor") else value)

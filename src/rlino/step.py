@@ -33,7 +33,7 @@ from rlino.prompts import RAW, PromptFormat
 from rlino.rollout import MicroBatch, Rollout, sample, token_logprobs
 from rlino.run_folder import SAMPLES, WEIGHTS
 from rlino.schedule import prompt_indices
-from rlino.sharding import as_float, gathered, idle_passes, is_sharded
+from rlino.sharding import as_float, gathered, idle_passes, is_sharded, zero_backward
 
 SUMS = ("loss", "entropy", "kl", "clip", "clip_low", "clip_high", "clip_n", "value_loss", "value_clip")
 """The step's running sums (added over micro-batches, then over ranks)."""
@@ -256,11 +256,11 @@ def idle_pass(policy: Policy, mb: MicroBatch, cfg: Config, train_policy: bool) -
     if train_policy:
         with policy.autocast():
             logp, _ = token_logprobs(policy.model, *mb.tensors, temperature=cfg.sampling.temperature)
-        (logp.sum() * 0.0).backward()
+        zero_backward(logp)
     if policy.critic is not None:
         with policy.autocast():
             values = policy.critic(*mb.tensors)
-        (values.sum() * 0.0).backward()
+        zero_backward(values)
 
 
 def micro_batch_pass(policy: Policy, mb: MicroBatch, weights: torch.Tensor, scored: Scored, cfg: Config,
@@ -281,7 +281,7 @@ def micro_batch_pass(policy: Policy, mb: MicroBatch, weights: torch.Tensor, scor
                      max_new_tokens=cfg.sampling.max_new_tokens, **outcome)
     if not torch.isfinite(out.loss):
         if is_sharded(policy.model):
-            (logp.sum() * 0.0).backward()  # sharded: the backward is a collective the other ranks wait for
+            zero_backward(logp)
         return f"loss is {float(out.loss.detach())} at step {step} (epoch {epoch + 1}, micro-batch {k + 1})"
     out.loss.backward()
     tokens, sums = float(mask.sum()), stats.sums
