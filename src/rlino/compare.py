@@ -217,10 +217,25 @@ def run_units(folder: CompareFolder, units: list[tuple[Arm, Replicate, Config]],
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(_worker, str(folder.path), arm, rep, config_to_dict(cfg), threads): (arm, rep)
                    for arm, rep, cfg in todo}
+        took: dict[str, list[float]] = {}
+        left = [arm.name for arm, _, _ in todo]
         for done, future in enumerate(as_completed(futures), 1):
             arm, rep = futures[future]
             seconds = future.result()
-            log(f"{arm.name} {rep.label}: finished in {seconds:.0f} s ({done} of {len(todo)})")
+            took.setdefault(arm.name, []).append(seconds)
+            left.remove(arm.name)
+            eta = time_left(took, left, workers)
+            log(f"{arm.name} {rep.label}: finished in {seconds:.0f} s ({done} of {len(todo)})"
+                + (f", about {eta / 60:.0f} min left" if left else ""))
+
+
+def time_left(took: dict[str, list[float]], left: list[str], workers: int) -> float:
+    """Seconds until the runs of `left` (arm names, one per run) are done, `workers` at a time: each run costs its
+    arm's mean so far (the arms differ: a collapsing arm's long responses cost twice a stable one's), or the mean of
+    every finished run for an arm not seen yet. The runs in progress are counted whole, so it errs high."""
+    seen = [t for times in took.values() for t in times]
+    overall = sum(seen) / len(seen)
+    return sum(sum(took[a]) / len(took[a]) if a in took else overall for a in left) / workers
 
 
 def one_line_summary(name: str, arm: dict[str, Any], base: dict[str, Any]) -> str:
