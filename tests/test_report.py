@@ -372,3 +372,30 @@ def test_position_summary_by_hand():
     # 5 responses, 2 shaped: the correct one's 0.9 and the wrong one's −0.7 oriented to +0.7 → mean 0.8
     assert p["responses"] == 5 and p["flat_frac"] == 0.6 and p["position_corr_mean"] == pytest.approx(0.8)
     assert position_summary([{"correct": [True], "token_weight": [1.0]}]) is None  # an older folder
+
+
+def test_a_crowded_legend_goes_under_the_plot_not_over_the_curves(tmp_path, saved_figures):
+    """Up to 5 entries: a legend inside each axes; more (here 6 arms + the base line): one legend under the
+    figure naming every arm, and none inside the axes, where it hid the curves."""
+    write_base(tmp_path, accuracy=0.25)
+    arms = [f"arm{i}" for i in range(6)]
+    write_compare_toml(tmp_path, "[" + ", ".join(f'{{name = "{a}", method = "grpo"}}' for a in arms) + "]")
+    for i, arm in enumerate(arms):
+        write_arm(tmp_path, arm, "grpo", final_accuracy=0.3 + 0.05 * i, steps=20, eval_every=10,
+                  wrong_length=lambda s: 60 + s, correct_length=lambda s: 30 - s / 4)
+    build_report(tmp_path)
+    for name in ("accuracy", "length", "reward"):
+        fig = saved_figures[name]
+        assert all(ax.get_legend() is None for ax in fig.axes), name
+        (legend,) = fig.legends
+        assert set(arms) <= {t.get_text() for t in legend.get_texts()}, name
+    few = tmp_path / "few"
+    write_base(few, accuracy=0.25)
+    write_compare_toml(few, '[{name = "arm0", method = "grpo"}, {name = "arm1", method = "grpo"}]')
+    for arm in ("arm0", "arm1"):
+        write_arm(few, arm, "grpo", final_accuracy=0.4, steps=20, eval_every=10,
+                  wrong_length=lambda s: 60 + s, correct_length=lambda s: 30 - s / 4)
+    build_report(few)
+    for name in ("accuracy", "length", "reward"):
+        fig = saved_figures[name]
+        assert not fig.legends and all(ax.get_legend() is not None for ax in fig.axes), name

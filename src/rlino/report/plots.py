@@ -44,6 +44,22 @@ def _save(fig: Figure, path: Path) -> None:
     fig.savefig(path, format="png")
 
 
+CROWDED = 5
+"""More legend entries than this go below the plot (inside, they hide the curves)."""
+
+
+def _legend(fig: Figure, axes: list[Axes]) -> None:
+    """One legend per axes where it is short; one shared legend under the figure where it is crowded (the axes of a
+    figure show the same arms, so the first axes' entries name them all)."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    if len(handles) <= CROWDED:
+        for ax in axes:
+            ax.legend(loc="best", fontsize="small")
+    else:
+        fig.set_figheight(fig.get_figheight() + 0.2 * ((len(handles) + 1) // 2))  # room for it, not off the axes
+        fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize="small")
+
+
 def moving_average(values: list[float], window: int) -> list[float]:
     """Centred moving average (the window shrinks at the ends, so the curve covers every step)."""
     half = max(window, 1) // 2
@@ -94,7 +110,7 @@ def plot_accuracy(path: Path, results: dict[str, Any], colors: dict[str, Any]) -
             ax.fill_between(steps, [100 * v for v in lo], [100 * v for v in hi], color=colors[name], alpha=0.15)
     ax.set_title("Held-out accuracy (shaded: 95% interval; thin: each seed; step 0 = base model)", fontsize="medium")
     ax.set_ylabel("accuracy (%)")
-    ax.legend(loc="best", fontsize="small")
+    _legend(fig, [ax])
     _save(fig, path)
 
 
@@ -123,14 +139,17 @@ def _group_series(ax: Axes, group: ArmGroup, key: str, color: Any) -> bool:
 def plot_lengths(path: Path, arms: list[ArmGroup], colors: dict[str, Any]) -> None:
     """Training mean response length vs step, correct responses left, wrong right."""
     fig, axes = _figure(ncols=2)
+    shown = []
     for ax, key, title in zip(axes, ("length_correct_mean", "length_wrong_mean"), ("correct", "wrong")):
         drawn = [_group_series(ax, arm, key, colors[arm.name]) for arm in arms]
         ax.set_title(f"{title} responses")
         ax.set_ylabel("mean response length (tokens)")
         if any(drawn):
-            ax.legend(loc="best", fontsize="small")
+            shown.append(ax)
         else:
             _no_data(ax, f"{title} responses")
+    if shown:
+        _legend(fig, shown)
     fig.suptitle("Training response length (light: per step, bold: moving average; thin: each seed)")
     _save(fig, path)
 
@@ -142,7 +161,7 @@ def plot_reward(path: Path, arms: list[ArmGroup], colors: dict[str, Any]) -> Non
     ax.set_title("Training reward (light: per step, bold: moving average; thin: each seed)")
     ax.set_ylabel("mean reward per response")
     if any(drawn):
-        ax.legend(loc="best", fontsize="small")
+        _legend(fig, [ax])
     else:
         _no_data(ax, "training steps")
     _save(fig, path)
