@@ -219,16 +219,22 @@ def test_fsdp_killed_during_a_sharded_save_resumes_from_the_last_complete_checkp
            SMOKE, "--out", str(tmp_path / "two")]
     for item in sets + ["train.sharding=fsdp"]:
         cmd += ["--set", item]
-    proc = subprocess.Popen(cmd, env=env, cwd=TESTS, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    deadline = time.monotonic() + 240
-    while len(list(marks.iterdir())) < 2:
-        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
-        assert time.monotonic() < deadline, "the run never reached the save of step 2"
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
+    log = tmp_path / "stderr.txt"  # a file, not a pipe: a full pipe would stall the run before the save
+    with log.open("w") as err:
+        proc = subprocess.Popen(cmd, env=env, cwd=TESTS, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True)
+        try:
+            deadline = time.monotonic() + 240
+            while len(list(marks.iterdir())) < 2:
+                assert proc.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, "the run never reached the save of step 2"
+                time.sleep(0.2)
+        finally:  # the kill under test, and no sleeping ranks left behind when the test fails
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:  # the whole group had already exited (the test fails above)
+                pass
+            proc.wait()
     ckpts = tmp_path / "two" / "checkpoints"
     assert (ckpts / "step-000002.tmp" / SHARDED_DIR / ".metadata").exists()  # killed mid-save, shards on disk
     assert [p.name for p in complete_checkpoints(tmp_path / "two")] == ["step-000001"]
