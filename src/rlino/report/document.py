@@ -82,10 +82,19 @@ def _per_seed_table(results: dict[str, Any]) -> Table:
     rows = []
     for name, arm in results["arms"].items():
         per = arm.get("per_seed") or {}
-        rows.append([name, *[DASH if k not in per else f"{pct(per[k]['accuracy'])}" + (
-            "" if per[k]["length_wrong_slope"] is None else f" ({per[k]['length_wrong_slope']['per_100_steps']:+.1f})")
-            for k in labels]])
+        rows.append([name, *[_seed_cell(per.get(k), k in (arm.get("unfinished_seeds") or [])) for k in labels]])
     return Table(["arm", *labels], rows)
+
+
+def _seed_cell(run: dict[str, Any] | None, unfinished: bool) -> str:
+    """One seed's final accuracy (its wrong-length slope); an unfinished seed says how far it got, with no figures
+    (the arm's intervals leave it out, so a partial slope beside them would mislead)."""
+    if run is None:
+        return DASH
+    if unfinished:
+        return f"unfinished (step {run.get('steps') or 0} of {run.get('planned_steps')})"
+    slope = run["length_wrong_slope"]
+    return f"{pct(run['accuracy'])}" + ("" if slope is None else f" ({slope['per_100_steps']:+.1f})")
 
 
 def _scorecard(results: dict[str, Any]) -> list[Block]:
