@@ -306,6 +306,24 @@ MUTATIONS: list[Mutation] = [
       "len(sets) == 1 and sets[0]", "len(sets) >= 1 and sets[0]",
       ("tests/test_claims.py::test_claim_1_states_the_verdict_at_another_learning_rate_beside_its_own",),
       "an arm that changed more than the rate is reported as claim 1 at that rate"),
+    M("tmp_checkpoint_counted_complete", "src/rlino/run_folder.py",
+      'if p.name.startswith("step-") and not p.name.endswith(".tmp")\n'
+      '                      and (p / STATE_FILE).is_file())',
+      'if p.name.startswith("step-"))',
+      ("tests/test_distributed.py::test_fsdp_killed_during_a_sharded_save_resumes_from_the_last_complete_checkpoint",),
+      "a run killed in the middle of a (sharded) save resumes from the half-written checkpoint (either condition "
+      "alone keeps it out: the state file is written after the shards)"),
+    M("time_left_one_mean_for_all_arms", "src/rlino/compare.py",
+      "sum(sum(took[a]) / len(took[a]) if a in took else overall for a in left)", "sum(overall for a in left)",
+      ("tests/test_compare.py::test_time_left_costs_each_run_at_its_arms_mean",),
+      "the time a long compare has left is off by the collapsing arms' double cost"),
+    M("crowded_legend_on_the_axes", "src/rlino/report/plots.py", "CROWDED = 5\n", "CROWDED = 50\n",
+      ("tests/test_report.py::test_a_crowded_legend_goes_under_the_plot_not_over_the_curves",),
+      "a report with many arms has its legend over the curves"),
+    M("unfinished_seed_shows_a_partial_slope", "src/rlino/report/document.py", "    if unfinished:\n",
+      "    if False:\n",
+      ("tests/test_report.py::test_seeds_are_pooled_with_a_t_interval_and_unfinished_seeds_left_out",),
+      "a stopped seed's slope over its partial steps stands beside the finished seeds' figures"),
 ]
 
 
