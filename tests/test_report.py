@@ -402,3 +402,20 @@ def test_a_crowded_legend_goes_under_the_plot_not_over_the_curves(tmp_path, save
     for name in ("accuracy", "length", "reward"):
         fig = saved_figures[name]
         assert not fig.legends and all(ax.get_legend() is not None for ax in fig.axes), name
+
+
+def test_the_crowded_position_plot_has_one_legend_naming_the_arms_of_both_panels(tmp_path, saved_figures):
+    """The credit-along-the-response plot of 13 arms hid its flat lines under two legends; with more than 5 arms it has
+    one legend under the figure, which names the arms of both panels: here one arm has only correct responses
+    (positives-only) and one only wrong ones (negatives-only), so neither panel alone names all 7."""
+    from rlino.report.plots import colors_for, plot_position_weights
+
+    flat = {"correct": [1.0, 1.0, 1.0], "wrong": [-1.0, -1.0, -1.0]}
+    arms = {f"arm{i}": {"token_weight_position": flat} for i in range(5)}
+    arms["pos_only"] = {"token_weight_position": {"correct": [1.0, 1.0, 1.0], "wrong": None}}
+    arms["neg_only"] = {"token_weight_position": {"correct": None, "wrong": [-1.0, -1.0, -1.0]}}
+    plot_position_weights(tmp_path / "position_weights.png", {"arms": arms}, colors_for(list(arms)))
+    fig = saved_figures["position_weights"]
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == [f"arm{i}" for i in range(5)] + ["pos_only", "neg_only"]

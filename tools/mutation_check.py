@@ -324,6 +324,10 @@ MUTATIONS: list[Mutation] = [
       "    if False:\n",
       ("tests/test_report.py::test_seeds_are_pooled_with_a_t_interval_and_unfinished_seeds_left_out",),
       "a stopped seed's slope over its partial steps stands beside the finished seeds' figures"),
+    M("shared_legend_from_the_first_panel_only", "src/rlino/report/plots.py", "    for ax in axes:\n        for handle",
+      "    for ax in axes[:1]:\n        for handle",
+      ("tests/test_report.py::test_the_crowded_position_plot_has_one_legend_naming_the_arms_of_both_panels",),
+      "the shared legend of the credit plot leaves out the arms only the wrong-responses panel shows"),
 ]
 
 

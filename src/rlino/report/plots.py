@@ -49,9 +49,13 @@ CROWDED = 5
 
 
 def _legend(fig: Figure, axes: list[Axes]) -> None:
-    """One legend per axes where it is short; one shared legend under the figure where it is crowded (the axes of a
-    figure show the same arms, so the first axes' entries name them all)."""
-    handles, labels = axes[0].get_legend_handles_labels()
+    """One legend per axes where it is short; one shared legend under the figure where it is crowded, naming every
+    entry of every axes once (a panel may lack an arm the other one shows)."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    handles, labels = list(entries.values()), list(entries)
     if len(handles) <= CROWDED:
         for ax in axes:
             ax.legend(loc="best", fontsize="small")
@@ -252,8 +256,9 @@ def plot_position_weights(path: Path, results: dict[str, Any], colors: dict[str,
         ax.set_ylabel("weight ÷ the response's mean |weight|")
         ax.set_title(f"{label} responses", fontsize="small")
         ax.grid(True, alpha=0.3)
-        if drawn:
-            ax.legend(fontsize="x-small", loc="best")
+    shown = [ax for ax in axes if ax.get_legend_handles_labels()[0]]
+    if shown:
+        _legend(fig, shown)
     fig.suptitle("Where along the response the per-token weight sits (measured on the training steps, "
                  "−∂loss/∂log π_t, mean over responses)", fontsize="small")
     _save(fig, path)
