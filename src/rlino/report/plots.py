@@ -50,12 +50,15 @@ CROWDED = 5
 
 def _legend(fig: Figure, axes: list[Axes]) -> None:
     """One legend per axes where it is short; one shared legend under the figure where it is crowded, naming every
-    entry of every axes once (a panel may lack an arm the other one shows)."""
+    entry of every axes once (a panel may lack an arm the other one shows). Axes with nothing labelled get none."""
+    axes = [ax for ax in axes if ax.get_legend_handles_labels()[0]]
     entries: dict[str, Any] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
     handles, labels = list(entries.values()), list(entries)
+    if not handles:
+        return
     if len(handles) <= CROWDED:
         for ax in axes:
             ax.legend(loc="best", fontsize="small")
@@ -143,17 +146,13 @@ def _group_series(ax: Axes, group: ArmGroup, key: str, color: Any) -> bool:
 def plot_lengths(path: Path, arms: list[ArmGroup], colors: dict[str, Any]) -> None:
     """Training mean response length vs step, correct responses left, wrong right."""
     fig, axes = _figure(ncols=2)
-    shown = []
     for ax, key, title in zip(axes, ("length_correct_mean", "length_wrong_mean"), ("correct", "wrong")):
         drawn = [_group_series(ax, arm, key, colors[arm.name]) for arm in arms]
         ax.set_title(f"{title} responses")
         ax.set_ylabel("mean response length (tokens)")
-        if any(drawn):
-            shown.append(ax)
-        else:
+        if not any(drawn):
             _no_data(ax, f"{title} responses")
-    if shown:
-        _legend(fig, shown)
+    _legend(fig, axes)
     fig.suptitle("Training response length (light: per step, bold: moving average; thin: each seed)")
     _save(fig, path)
 
@@ -256,9 +255,7 @@ def plot_position_weights(path: Path, results: dict[str, Any], colors: dict[str,
         ax.set_ylabel("weight ÷ the response's mean |weight|")
         ax.set_title(f"{label} responses", fontsize="small")
         ax.grid(True, alpha=0.3)
-    shown = [ax for ax in axes if ax.get_legend_handles_labels()[0]]
-    if shown:
-        _legend(fig, shown)
+    _legend(fig, axes)
     fig.suptitle("Where along the response the per-token weight sits (measured on the training steps, "
                  "−∂loss/∂log π_t, mean over responses)", fontsize="small")
     _save(fig, path)
