@@ -214,3 +214,47 @@ def test_a_7b_full_fine_tune_fits_8_gpus_of_80gb_with_fsdp_only(folders, capsys)
 def test_world_size_must_be_positive(folders, capsys):
     assert main(["plan", str(PAPER[0]), "--set", f"model.name_or_path={folders['0.5b']}", "--world-size", "0"]) == 2
     assert "--world-size must be >= 1" in capsys.readouterr().err
+
+
+# ---- every model source `rlino plan` accepts ---------------------------------------------------------------------
+
+MAIN_JOB = Path(__file__).parents[1] / "src" / "rlino" / "compare_default.toml"
+
+
+def real_count(name: str) -> int:
+    """The oracle: the parameters of the model rlino really loads under that name."""
+    from rlino.models import load_model
+
+    model, _ = load_model(name, device="cpu")
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", ["embedded:countdown", "embedded:tiny"])
+def test_the_main_jobs_own_config_plans_each_embedded_model(name, capsys):
+    """`rlino plan src/rlino/compare_default.toml` once ended in an AttributeError on the recipe's field names."""
+    result = run_plan(capsys, MAIN_JOB, "--set", f"model.name_or_path={name}")
+    assert {r["setup"]["params"] for r in result["runs"]} == {real_count(name)}
+
+
+def test_a_base_seed_of_the_countdown_model_plans_without_building_it(capsys):
+    """`embedded:countdown@7` is not built here; its sizes come from the recipe, the same as the shipped build's."""
+    result = run_plan(capsys, MAIN_JOB, "--set", "model.name_or_path=embedded:countdown@7")
+    assert result["runs"][0]["setup"]["params"] == real_count("embedded:countdown")
+
+
+def test_a_gguf_file_plans_from_its_metadata_before_and_after_its_folder_is_built(tmp_path, monkeypatch, capsys):
+    from tiny_gguf import write_tiny_gguf
+
+    monkeypatch.setenv("RLINO_CACHE", str(tmp_path / "cache"))
+    file = write_tiny_gguf(tmp_path / "tiny.gguf")
+    before = run_plan(capsys, MAIN_JOB, "--set", f"model.name_or_path={file}")
+    assert not (tmp_path / "cache").exists()  # planning loads no weights and builds nothing
+    count = real_count(str(file))  # builds the folder
+    after = run_plan(capsys, MAIN_JOB, "--set", f"model.name_or_path={file}")
+    assert before["runs"][0]["setup"]["params"] == after["runs"][0]["setup"]["params"] == count
+
+
+def test_a_hub_id_that_is_not_cached_offline_is_a_clear_error(capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["plan", str(MAIN_JOB), "--set", "model.name_or_path=nobody-here/no-such-model-xyz"]) == 2
+    assert "point model.name_or_path at a local folder" in capsys.readouterr().err

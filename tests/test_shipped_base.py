@@ -18,10 +18,10 @@ from rlino.embedded.countdown_base import (
     SHIPPED,
     base_model_dir,
     build_prefix,
-    file_sha256,
     recipe_with,
     shipped_dir,
 )
+from rlino.files import file_sha256
 
 TOLERANCE = 1e-4  # relative, on each step's loss and each tensor's norm
 

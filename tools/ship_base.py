@@ -27,10 +27,9 @@ from rlino.embedded.countdown_base import (
     base_model_dir,
     build_prefix,
     cached_dir,
-    file_sha256,
     recipe_record,
 )
-from rlino.files import read_json, write_json
+from rlino.files import file_sha256, read_json, write_json
 
 FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 

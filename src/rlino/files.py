@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -67,3 +69,19 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
             raise RlinoError(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}")
         rows.append(row)
     return rows
+
+
+def cache_root() -> Path:
+    """rlino's cache of built models: `$RLINO_CACHE`, else `$XDG_CACHE_HOME/rlino`, else `~/.cache/rlino`."""
+    if os.environ.get("RLINO_CACHE"):
+        return Path(os.environ["RLINO_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rlino"
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -18,6 +18,7 @@ import torch
 from rlino.compare import load_run_or_compare
 from rlino.config import Config, sampling_autocast
 from rlino.errors import RlinoError
+from rlino.gguf import gguf_config, is_gguf
 from rlino.models import looks_local, precision, resolve_dtype
 from rlino.objectives import resolve_method
 from rlino.plan_memory import (
@@ -61,18 +62,20 @@ def _embedded_config(name: str) -> dict:
         sizes = dict(TINY)
     elif short == "countdown":
         sizes = dict(hidden_size=RECIPE.hidden_size, intermediate_size=RECIPE.intermediate_size,
-                     num_hidden_layers=RECIPE.num_hidden_layers, num_attention_heads=RECIPE.num_attention_heads,
-                     num_key_value_heads=RECIPE.num_key_value_heads)
+                     num_hidden_layers=RECIPE.num_layers, num_attention_heads=RECIPE.num_heads,
+                     num_key_value_heads=RECIPE.num_kv_heads)
     else:
         raise RlinoError(f"unknown embedded model '{name}'")
     return {"model_type": "qwen2", "vocab_size": 256 + len(SPECIAL_TOKENS), "tie_word_embeddings": True, **sizes}
 
 
 def model_config(name_or_path: str) -> dict:
-    """The model's config.json as a dict: from a local folder, the Hugging Face cache (or hub), or an embedded
-    model's sizes."""
+    """The model's config.json as a dict: from a local folder, the Hugging Face cache (or hub), a `.gguf` file's
+    metadata, or an embedded model's sizes."""
     if name_or_path.startswith("embedded:"):
         return _embedded_config(name_or_path)
+    if is_gguf(name_or_path):
+        return gguf_config(name_or_path)
     path = Path(name_or_path).expanduser()
     if path.is_dir() or looks_local(name_or_path):
         file = path / "config.json"

@@ -41,7 +41,7 @@ from rlino.config import parse_value
 from rlino.embedded.byte_qwen2 import byte_qwen2
 from rlino.embedded.countdown_traces import write_trace
 from rlino.errors import RlinoError
-from rlino.files import write_json
+from rlino.files import cache_root, write_json
 from rlino.schedule import lr_schedule
 from rlino.typed import Mismatch, coerce, type_name
 
@@ -200,13 +200,6 @@ def train_base(recipe: Recipe, seed: int, log=None, stop_after: int | None = Non
     return model, tokenizer
 
 
-def cache_root() -> Path:
-    """`$RLINO_CACHE`, else `$XDG_CACHE_HOME/rlino`, else `~/.cache/rlino`."""
-    if os.environ.get("RLINO_CACHE"):
-        return Path(os.environ["RLINO_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rlino"
-
-
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -225,14 +218,6 @@ def build_prefix(recipe: Recipe = RECIPE, seed: int = 0, steps: int = PREFIX_STE
     model, _ = train_base(recipe, seed, log=lambda _: None, stop_after=steps, on_step=lambda _, x: losses.append(x))
     norms = {name: p.detach().double().norm().item() for name, p in model.named_parameters()}
     return {"steps": steps, "losses": losses, "norms": norms}
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def shipped_record() -> dict | None:
