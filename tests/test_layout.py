@@ -21,7 +21,7 @@ LAYERS = {
     "rlino.typed": 1, "rlino.files": 1, "rlino.schedule": 1, "rlino.trackers": 1,
     "rlino.config": 2, "rlino.run_folder": 2, "rlino.plan_memory": 2, "rlino.checks": 3,
     "rlino.tasks": 3, "rlino.distributed": 3,
-    "rlino.embedded": 4,
+    "rlino.embedded": 4, "rlino.gguf": 3,
     "rlino.models": 5, "rlino.lora": 5, "rlino.engine": 5, "rlino.prompts": 5, "rlino.sharding": 5,
     "rlino.rollout": 6, "rlino.objectives": 6, "rlino.gae": 6, "rlino.critic": 6,
     "rlino.evaluate": 7, "rlino.arms": 7, "rlino.credit": 7,

@@ -1,4 +1,5 @@
-"""Loading and saving a causal LM and its tokenizer (a hub id, a local Hugging Face folder, or an embedded model),
+"""Loading and saving a causal LM and its tokenizer (a hub id, a local Hugging Face folder, a local `.gguf` file, or an
+embedded model),
 and the devices, dtypes and autocast they run in.
 
 The embedded models (`embedded:tiny`, `embedded:countdown`) are built in `rlino.embedded`; they need no download,
@@ -17,6 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from rlino.checks import check_autocast
 from rlino.embedded import load_embedded
 from rlino.errors import RlinoError
+from rlino.gguf import gguf_folder, is_gguf
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -78,9 +80,12 @@ def looks_local(name: str) -> bool:
 def _load_pretrained(name_or_path: str,
                      torch_dtype: torch.dtype) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
     """A hub id or a local Hugging Face folder, with clear errors for a file, a missing folder or a failed load."""
+    if is_gguf(name_or_path):  # a plain folder built once from the file (rlino.gguf)
+        name_or_path = str(gguf_folder(name_or_path))
     path = Path(name_or_path).expanduser()
     if path.exists() and not path.is_dir():
-        raise RlinoError(f"model.name_or_path: '{name_or_path}' is a file; give a Hugging Face model folder")
+        raise RlinoError(f"model.name_or_path: '{name_or_path}' is a file; give a Hugging Face model folder or a "
+                         f".gguf file")
     if not path.exists() and looks_local(name_or_path):
         raise RlinoError(f"model folder not found: {name_or_path}")
     if path.is_dir() and not (path / "config.json").is_file():
@@ -98,7 +103,8 @@ def _load_pretrained(name_or_path: str,
 
 def load_model(name_or_path: str, *, dtype: str = "float32", device: str = "auto",
                seed: int = 0) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
-    """Load a causal LM and its tokenizer (hub id, local folder or `embedded:NAME`), in `dtype` on `device`."""
+    """Load a causal LM and its tokenizer (hub id, local folder, `.gguf` file or `embedded:NAME`), in `dtype` on
+    `device`."""
     torch_dtype = resolve_dtype(dtype)
     dev = resolve_device(device)
     if name_or_path.startswith("embedded:"):
