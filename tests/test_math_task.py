@@ -131,18 +131,18 @@ TIMEOUT = 0.3  # the task's time per answer in these tests; each must finish wel
 BOUND = 1.0
 NEST = 3000
 HOSTILE = [
-    # (gold, completion, score): the first three take Math-Verify minutes with its timeouts off (SymPy evaluates
-    # the tower or the factorial), so they go down the kill-and-restart path
+    # (gold, completion, score): the first four would take Math-Verify minutes with its timeouts off (SymPy evaluates
+    # the tower or the factorial): too_costly refuses them unread
     ("1", completion("9^{9^{9^{9}}}"), 0.0),
     ("1", completion("2^{10^{100}}"), 0.0),
     ("1", completion("(10^{10})!"), 0.0),
-    ("9^{9^{9^9}}", completion("9^{9^{9^{9}}}"), 1.0),  # equal, and Math-Verify sees it fast (same tree)
+    ("9^{9^{9^9}}", completion("9^{9^{9^{9}}}"), 0.0),  # equal to the gold, and refused all the same
     ("1", completion("(" * 10 + "1" + ")" * 10), 0.0),  # 10 nested brackets pass the guard; parsing takes ~1 s
     ("1", completion("(" * NEST + "1" + ")" * NEST), 0.0),
     ("1", completion("{" * NEST + "1" + "}" * NEST), 0.0),
     ("\\frac{1}{2}", completion("\\frac{1}{" * NEST + "2" + "}" * NEST), 0.0),
     ("1", completion("\\sqrt{" * 150 + "1" + "}" * 150), 0.0),
-    ("1", completion("x+" * 490 + "1"), 0.0),  # 981 characters: under the length cap, so Math-Verify reads it
+    ("1", completion("\\frac{x}{y}+" * 81 + "1"), 0.0),  # 973 characters under every limit: Math-Verify reads it
     ("1", "\\boxed{" + "\\frac{1}{2}+" * 9000 + "1}", 0.0),  # 100 kB inside the box
     ("1", "\\frac{1}{2}+" * 9000 + completion("1.0"), 1.0),  # 100 kB of LaTeX before a fine answer
     ("1", "\\boxed{\\frac{2}{2}" + "}" * 100_000, 1.0),  # the box closes first; the rest is noise
@@ -195,7 +195,8 @@ def test_hostile_answers_are_scored_fast(index: int, in_thread: bool) -> None:
     assert seconds < BOUND, f"{seconds:.2f} s"
 
 
-def test_a_timeout_kills_the_worker_and_a_new_one_answers() -> None:
+def test_a_timeout_kills_the_worker_and_a_new_one_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(symbolic, "too_costly", lambda answer: None)  # the guard off: the tower reaches the worker
     warm()
     before = symbolic._POOL.worker.proc
     value, seconds = timed(lambda: equivalent("1", "9^{9^{9^{9}}}", timeout=TIMEOUT), in_thread=True)
@@ -206,7 +207,8 @@ def test_a_timeout_kills_the_worker_and_a_new_one_answers() -> None:
     assert equivalent("\\frac{3}{4}", "0.75") and not equivalent("\\frac{3}{4}", "0.7")
 
 
-def test_a_worker_that_dies_mid_answer_scores_zero_and_is_replaced() -> None:
+def test_a_worker_that_dies_mid_answer_scores_zero_and_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(symbolic, "too_costly", lambda answer: None)  # the guard off: the tower reaches the worker
     warm()
     proc = symbolic._POOL.worker.proc
     threading.Timer(0.2, proc.kill).start()  # killed from outside while it evaluates the tower
@@ -226,6 +228,62 @@ def test_guards_reject_without_asking_the_worker(monkeypatch: pytest.MonkeyPatch
         assert equivalent("1", answer) is False
     assert equivalent(" 2\\sqrt{2}", "2\\sqrt{2} ") is True  # written as the gold: equal without asking
     assert symbolic.nesting_depth("\\frac{a}{\\sqrt{b}} (c [d])") == 2
+    assert symbolic.too_costly("1" * (symbolic.MAX_ANSWER_CHARS + 1)) == "over 1000 characters"
+    assert symbolic.too_costly(deep) == "brackets nested over 10 deep"
+
+
+# --- answers too costly to settle -----------------------------------------------------------------------------
+
+# (answer, the rule that refuses it): cheap to write, and with the guard off each but 2^{2^{2^{2^{2}}}} took Math-Verify
+# its whole 5 s limit against gold 3 (SymPy computes the number or the expansion)
+COSTLY = [
+    ("9^{9^{9^{9}}}", "powers nested"), ("2^{2^{2^{2^{2}}}}", "powers nested"), ("x^{9^{9^{9}}}", "powers nested"),
+    ("9^{9^{9}}", "digits"), ("10^{10^{100}}", "digits"), ("2^{2^{64}}", "digits"), ("10^{-10^{10}}", "digits"),
+    ("9^{999999999}", "digits"), ("1000000!", "digits"), ("\\left(10^{6}\\right)!", "digits"), ("10^{10}!", "digits"),
+    ("\\binom{10^9}{5*10^8}", "digits"), ("\\Gamma(10^{8})", "digits"), ("\\frac{1}{9^{9^{9}}}", "digits"),
+    ("\\sqrt{2}^{10^{10}}", "digits"), ("\\sin(10^{10^{6}})", "digits"), ("e^{10^{9999}}", "digits"),
+    ("\\left|9^{9}\\right|^{9^{9}}", "digits"), ("(x+1)^{1000}", "terms"), ("(1+i)^{1000}", "terms"),
+    ("(x+y+z+1)^{20}", "terms"), ("\\sum_{n=1}^{10^{9}} \\frac{1}{n}", "terms"),
+    ("\\sum_{n=1}^{200} (x+n)^{150}", "terms"), ("\\operatorname{eye}(10000)", "terms"),
+    ("\\lfloor " * 15 + "1" + " \\rfloor" * 15, "brackets nested"),  # nesting_depth counts only {[(
+]
+# (gold, answer): ordinary answers, some with big numbers, that the guard lets through to Math-Verify
+ORDINARY = [
+    ("1024", "2^{10}"), ("6561", "3^{2^{3}}"), ("3628800", "10!"), ("120", "\\binom{10}{3}"), ("-1", "e^{i\\pi}"),
+    ("x^2+1", "x^{2}+1"), ("2^{-n}", "\\frac{1}{2^{n}}"), ("1024", "2^{11}"), ("2^{1000}", "1024^{100}"),
+    ("2^{2005}", "2\\cdot 2^{2004}"), ("1000!", "1000\\cdot 999!"), ("10^{100}", "100^{50}"),
+    ("(x+1)^{2}", "x^2+2x+1"), ("(a+b)^{3}", "a^3+3a^2b+3ab^2+b^3"), ("5050", "\\sum_{k=1}^{100} k"),
+    ("24", "\\Gamma(5)"), ("10", "{5 \\choose 2}"), ("2", "|-2|"), ("\\left\\lfloor \\frac{7}{2} \\right\\rfloor", "3"),
+    ("e^{2}", "\\exp(2)"), ("0.25", "\\frac{1}{4}"),
+]
+
+
+@pytest.mark.parametrize("answer,rule", COSTLY)
+def test_costly_answers_are_refused_with_the_rule_they_break(answer: str, rule: str) -> None:
+    assert rule in (symbolic.too_costly(answer) or "not refused")
+
+
+@pytest.mark.parametrize("gold,answer", ORDINARY)
+def test_ordinary_answers_pass_the_guard_and_score_as_math_verify_does(gold: str, answer: str) -> None:
+    assert symbolic.too_costly(answer) is None
+    assert math_(source="builtin").score(completion(answer), item(gold)) == float(math_verify_says(gold, answer))
+
+
+def test_no_gold_or_table_answer_is_refused() -> None:
+    task = load_task("math", source="builtin")
+    golds = [one.answer for one in task.items("train") + task.items("test")]
+    texts = golds + [text for gold, answer, _ in TABLE + SURPRISES for text in (gold, answer)]
+    assert len(golds) >= 25 and [text for text in texts if symbolic.too_costly(text)] == []
+
+
+def test_a_costly_batch_never_reaches_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = []
+    ask = symbolic._POOL.ask
+    monkeypatch.setattr(symbolic._POOL, "ask", lambda request, timeout: asked.append(request) or ask(request, timeout))
+    task = math_(source="builtin", timeout_seconds=TIMEOUT)  # were one asked, it would cost TIMEOUT, not 5 s
+    assert [task.score(completion(answer), item("3")) for answer, _ in COSTLY] == [0.0] * len(COSTLY)
+    assert asked == []
+    assert task.score(completion("3^{1}"), item("3")) == 1.0 and len(asked) == 1  # an ordinary one is asked
 
 
 def test_worker_that_cannot_start_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

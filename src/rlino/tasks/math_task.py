@@ -3,7 +3,8 @@
 The reward is 1.0 when the last ``\\boxed{}`` of the completion means the gold answer by Math-Verify (``\\frac{3}{4}``
 and ``0.75``, ``2\\sqrt{2}`` and ``\\sqrt{8}``), else 0.0; a completion without a ``\\boxed{}`` scores 0. The
 comparison runs in a worker process with a time limit (`rlino.tasks.symbolic`), so hostile answers cannot stall
-training, in whichever thread or process the reward is computed.
+training, in whichever thread or process the reward is computed; answers too costly to settle (a power tower, a huge
+factorial) score 0 at once, refused unread before the worker (`rlino.tasks.symbolic.too_costly`).
 """
 
 from __future__ import annotations
