@@ -35,9 +35,10 @@ def write_jsonl(path: Path, rows: list[dict]) -> str:
 
 
 def test_registry_and_protocol() -> None:
-    assert set(TASKS) == {"countdown", "gsm8k", "math"}
+    assert set(TASKS) == {"countdown", "gsm8k", "math", "reasoning_gym"}
+    required = {"reasoning_gym": {"dataset": "chain_sum"}}
     for name in TASKS:
-        task = load_task(name)
+        task = load_task(name, **required.get(name, {}))
         assert isinstance(task, Task)
         assert task.name == name
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 from rlino.errors import RlinoError, closest
 from rlino.tasks.countdown import CountdownItem, CountdownOptions, CountdownTask, countdown
 from rlino.tasks.gsm8k import Gsm8kItem, Gsm8kOptions, Gsm8kTask, gsm8k
+from rlino.tasks.gym import GymItem, GymOptions, GymTask, gym_task
 from rlino.tasks.math_task import MathItem, MathOptions, MathTask, math_
 
 __all__ = [
@@ -26,6 +27,9 @@ __all__ = [
     "Gsm8kItem",
     "Gsm8kOptions",
     "Gsm8kTask",
+    "GymItem",
+    "GymOptions",
+    "GymTask",
     "Item",
     "MathItem",
     "MathOptions",
@@ -55,7 +59,9 @@ class Task(Protocol):
 
 
 # Built-in tasks by name; each factory takes the task's options as keyword arguments.
-TASKS: dict[str, Callable[..., Task]] = {"countdown": countdown, "gsm8k": gsm8k, "math": math_}
+TASKS: dict[str, Callable[..., Task]] = {
+    "countdown": countdown, "gsm8k": gsm8k, "math": math_, "reasoning_gym": gym_task,
+}
 
 
 def load_task(name: str, **options: object) -> Task:
