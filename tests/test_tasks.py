@@ -470,3 +470,28 @@ def test_gsm8k_reads_the_number_models_box_as_math_verify_does(content, gold, co
     assert task.score(completion, Gsm8kItem("q", gold, "q", "u")) == float(correct)
     if (content, gold, correct) not in LENIENT:
         assert verify(parse(f"${gold}$"), parse(completion)) == correct  # the oracle agrees
+
+
+# Endings of SmolLM2-135M-Instruct's real greedy responses to GSM8K test problems (experiments/gsm8k_graders.py), where
+# rlino's grader once read another number than Math-Verify: an empty \boxed{} copied from the prompt taken as the
+# answer (so the number stated before it was lost), and "1/24" read as its denominator 24.
+REAL_ENDINGS = [
+    ("So, 24 inches + 24 inches = 48 inches.\n\nSo, the answer is 48.\n\nThe final answer is within \\boxed{}.", "48"),
+    ("So, there are 40 apples + 120 apples = 240 apples in total.\n\nThe answer is 240.\n\n"
+     "The final answer is within \\boxed{}.", "240"),
+    ("To put this into your final answer within \\boxed{}, we need to add the amount John spent.\n\n"
+     "So, the answer is 100.", "100"),
+    ("So, the water they got is 1/24 of the number of liters", "24"),
+    ("So, the water they got is 1/24 of the number of liters", "1/24"),
+]
+
+
+@pytest.mark.parametrize("completion,gold", REAL_ENDINGS)
+def test_gsm8k_reads_real_model_endings_as_math_verify_does(completion, gold):
+    from math_verify import parse, verify
+
+    from rlino.tasks.gsm8k import Gsm8kItem, gsm8k
+
+    task = gsm8k(source="reasoning_gym", train_size=1, test_size=1)
+    expected = float(verify(parse(f"${gold}$"), parse(completion)))
+    assert task.score(completion, Gsm8kItem("q", gold, "q", "u")) == expected

@@ -166,6 +166,8 @@ GSM8K_HOSTILE = [
     ("100 kB of open braces", "\\boxed{" + "{" * BIG, "18", "last_number", 0.0),
     ("100 kB of boxed", "\\boxed{" * (BIG // 7), "18", "last_number", 0.0),
     ("100 kB of nested braces", "\\boxed{" + "{" * BIG + "18" + "}" * BIG + "}", "18", "none", 0.0),
+    ("100 kB of empty boxes after an answer", "\\boxed{18}" + "\\boxed{}" * (BIG // 8), "18", "none", 0.0),
+    ("100 kB of 1/ runs", "1/" * (BIG // 2) + "18", "18", "last_number", 0.0),
 ]
 
 
@@ -290,5 +292,9 @@ def test_last_boxed_and_last_number() -> None:
     assert last_boxed("\\boxed{\\frac{1}{2}} and \\boxed {x{y}z}") == "x{y}z"
     assert last_boxed("\\boxed{1") is None
     assert last_boxed("no box") is None
+    assert last_boxed("\\boxed{18} then \\boxed{} and \\boxed{  }") == "18"  # an empty box is no answer
+    assert last_boxed("\\boxed{18}" + "\\boxed{}" * 8) is None  # at most MAX_BOXES boxes are tried
+    assert last_number("it is 1/24 of it") == "1/24" and last_number("so -3/4 left") == "-3/4"
+    assert last_number("a/24") == "24" and last_number("5-3/4") == "3/4"
     assert last_number("a 1 b 22,000.5 c") == "22,000.5"
     assert last_number("no digits") is None

@@ -12,6 +12,7 @@ from fractions import Fraction
 MAX_NUMBER_CHARS = 50
 # A \boxed{...} whose closing brace is further than this cannot hold a number we would accept.
 MAX_BOXED_CHARS = 1000
+MAX_BOXES = 8  # empty boxes passed over before giving up
 _DIGITS = "0123456789"
 # Applied only to strings of at most MAX_NUMBER_CHARS characters, so even backtracking stays tiny.
 _DECIMAL = re.compile(r"(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]*)?|\.[0-9]+")
@@ -36,11 +37,25 @@ def extract_prediction(text: str, fallback: bool) -> str | None:
 
 
 def last_boxed(text: str) -> str | None:
-    """Return the content of the last ``\\boxed{...}`` with nested braces matched, or None."""
-    start = text.rfind("\\boxed")
-    if start < 0:
-        return None
-    i = start + len("\\boxed")
+    """Return the content of the last non-empty ``\\boxed{...}`` with nested braces matched, or None.
+
+    An empty box is no answer: real models write "the answer is 48. The final answer is within \\boxed{}." (copying
+    the prompt), so a blank box is passed over, as Math-Verify passes it over. At most MAX_BOXES boxes are tried from
+    the end, each scan bounded by MAX_BOXED_CHARS, so hostile text costs little."""
+    end = len(text)
+    for _ in range(MAX_BOXES):
+        start = text.rfind("\\boxed", 0, end)
+        if start < 0:
+            return None
+        content = _box_content(text, start + len("\\boxed"))
+        if content is None or content.strip():
+            return content
+        end = start
+    return None
+
+
+def _box_content(text: str, i: int) -> str | None:
+    """The brace-matched content of a box whose name ends at `i`; None when unbalanced or too long."""
     while i < len(text) and text[i] == " ":
         i += 1
     if i >= len(text) or text[i] != "{":
@@ -98,9 +113,24 @@ def last_number(text: str) -> str | None:
     if start > 0 and text[start - 1] == "-" and (start == 1 or not text[start - 2].isalnum()):
         start -= 1
     token = text[start : end + 1]
+    numerator = _numerator_before(text, start)
+    if numerator and "," not in token:  # "1/24": the fraction, not its denominator (Math-Verify reads it so too)
+        return numerator + "/" + token
     if parse_number(token) is None and "," in token:
         token = token.rsplit(",", 1)[1]  # "1, 2, 3" or "1,2,3": the last item
     return token
+
+
+def _numerator_before(text: str, start: int) -> str:
+    """The integer written right before a "/" that ends at `start` ("1/24"), or ""."""
+    if start < 2 or text[start - 1] != "/" or not text[start - 2].isdigit():
+        return ""
+    begin = start - 1
+    while begin > 0 and text[begin - 1].isdigit() and start - begin <= MAX_NUMBER_CHARS:
+        begin -= 1
+    if begin > 0 and text[begin - 1] == "-" and (begin == 1 or not text[begin - 2].isalnum()):
+        begin -= 1  # a sign, as in last_number
+    return text[begin : start - 1]
 
 
 def parse_number(text: str) -> Fraction | None:
