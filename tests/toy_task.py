@@ -2,7 +2,8 @@
 
 With `rule="lowercase"` (the default) a response is correct when its first character is a lowercase ASCII letter
 (~10% of a random byte-level model's responses); with `rule="ascii"`, when its first character is ASCII (~50%, a coin
-flip), so groups have mixed rewards and every method gets a real gradient.
+flip), so groups have mixed rewards and every method gets a real gradient; with `rule="even"`, when its length in
+characters is even (a coin flip for a pretrained model too, whose first character is nearly always ASCII).
 """
 
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ class ToyItem:
 RULES = {
     "lowercase": lambda c: c[:1].isascii() and c[:1].islower(),
     "ascii": lambda c: c[:1].isascii() and c[:1] != "",
+    "even": lambda c: len(c) % 2 == 0,  # a coin flip for any model, a pretrained one included
 }
 
 
