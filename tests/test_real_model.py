@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_engine import assert_lean_step_matches_the_forward
 
 from rlino.cli import main
 from rlino.config import load_config
-from rlino.engine import LeanDecoder, unsupported
+from rlino.engine import unsupported
 from rlino.models import load_model
 from rlino.prompts import prompt_format
-from rlino.rollout import _cache_argument, _eos_ids, _step, encode_prompts, sample
+from rlino.rollout import _eos_ids, encode_prompts, sample
 from rlino.run_folder import complete_checkpoints
 from rlino.trainer import Run
 
@@ -81,19 +82,8 @@ def test_the_auto_engine_gives_the_models_own_logits(smol):
     assert unsupported(model) is None  # so `auto` is the lean step here
     fmt = prompt_format(tokenizer, chat_template=True)
     ids, mask = encode_prompts(tokenizer, QUESTIONS, "cpu", fmt)
-    positions = (mask.cumsum(1) - 1).clamp(min=0)
-    arg = _cache_argument(model)
-    with torch.no_grad():
-        cache, logits = _step(model, None, arg, input_ids=ids, attention_mask=mask, position_ids=positions)
-        lean = LeanDecoder(model, cache, ids.shape[1] + 12)
-        attention, position = mask, positions[:, -1:]
-        for _ in range(8):
-            nxt = logits.argmax(-1)
-            attention = torch.cat([attention, torch.ones_like(attention[:, :1])], 1)
-            position = position + 1
-            cache, logits = _step(model, cache, arg, input_ids=nxt[:, None], attention_mask=attention,
-                                  position_ids=position)
-            torch.testing.assert_close(lean.step(nxt, position, attention), logits, rtol=0, atol=1e-4)
+    torch.manual_seed(0)
+    assert_lean_step_matches_the_forward(model, ids, mask, steps=8)
 
 
 def test_greedy_sampling_equals_generate_on_left_padded_prompts_and_stops_at_im_end(smol):

@@ -360,12 +360,24 @@ def test_gradient_checkpointing_and_autocast_settings(tmp_path):
         train(SMOKE, ["model.autocast='fp8'"], out=tmp_path / "bad")
 
 
-def test_sampling_precision_is_its_own_choice(tmp_path, sharp_dir):
+def test_sampling_precision_is_its_own_choice(tmp_path, sharp_dir, monkeypatch):
     """sampling.autocast decides the precision the responses are drawn in, apart from training's: training in bf16
-    with fp32 sampling draws exactly the fp32 run's tokens; bf16 sampling draws other tokens, the same whether
-    training runs in fp32 or bf16 (`model`, the default, follows model.autocast)."""
+    with fp32 sampling draws exactly the fp32 run's tokens; bf16 sampling runs the sampler's logits in bf16 and draws
+    the same tokens whether training runs in fp32 or bf16 (`model`, the default, follows model.autocast), and on a CPU
+    with native bf16 other tokens than fp32 (without it, as on AVX2-only CPUs, bf16 products are rounded fp32 ones
+    and the tokens may all agree)."""
+    import rlino.step
+    from rlino.models import cpu_has_bf16
     from rlino.trainer import Run
 
+    real_sample, logit_dtypes = rlino.step.sample, []
+
+    def spy(model, *args, **kwargs):
+        with torch.no_grad():
+            logit_dtypes.append(model(input_ids=torch.tensor([[1, 2, 3]])).logits.dtype)
+        return real_sample(model, *args, **kwargs)
+
+    monkeypatch.setattr(rlino.step, "sample", spy)
     settings = {"fp32": [], "train_bf16": ["model.autocast='bf16'", "sampling.autocast='off'"],
                 "sample_bf16": ["sampling.autocast='bf16'"], "all_bf16": ["model.autocast='bf16'"]}
     tokens = {}
@@ -373,9 +385,11 @@ def test_sampling_precision_is_its_own_choice(tmp_path, sharp_dir):
         run = Run(load_config(SMOKE, TOY + [f"model.name_or_path='{sharp_dir}'", "train.steps=1", "eval.every=0"]
                               + sets), tmp_path / name)
         tokens[name] = run.train_step(1).rollout.completion_ids
+    assert logit_dtypes == [torch.float32, torch.float32, torch.bfloat16, torch.bfloat16]
     assert torch.equal(tokens["train_bf16"], tokens["fp32"])
     assert torch.equal(tokens["sample_bf16"], tokens["all_bf16"])
-    assert not torch.equal(tokens["sample_bf16"], tokens["fp32"])
+    if cpu_has_bf16():
+        assert not torch.equal(tokens["sample_bf16"], tokens["fp32"])
     with pytest.raises(RlinoError, match="sampling.autocast"):
         train(SMOKE, ["sampling.autocast='fp16'"], out=tmp_path / "bad")
 
