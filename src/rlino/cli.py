@@ -35,8 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="held-out accuracy (greedy, k samples, pass@k) and lengths of a model")
     e.add_argument("--model", required=True, help="hub id, local model folder, .gguf file or embedded:NAME")
-    e.add_argument("--task", help="countdown, gsm8k, math, reasoning_gym or module:factory (default: the config's "
-                                   "task)")
+    e.add_argument("--task", help="countdown, gsm8k, math, reasoning_gym, module:factory (default: the config's)")
     e.add_argument("--config", help="take task, sampling and eval settings from this TOML (e.g. a run's config.toml)")
     _add_set(e)
     e.add_argument("--k", type=int, default=8, help="samples per item (default 8)")
