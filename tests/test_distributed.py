@@ -185,6 +185,10 @@ SLOW_SAVE = '''
 import os, time
 import torch.distributed.checkpoint as dcp
 
+# every Python process of the launch (torchrun's agent and each rank) leaves its pid, so the test can kill them all:
+# torchrun starts the ranks in sessions of their own, which a kill of the launcher's process group does not reach
+open(os.path.join(os.environ["RLINO_TEST_PIDS"], str(os.getpid())), "w").close()
+
 _save = dcp.save
 
 
@@ -200,21 +204,38 @@ dcp.save = save
 '''
 
 
+def kill_launch(proc: subprocess.Popen, pids: Path, out: Path) -> None:
+    """SIGKILL to the launcher's process group and to every process of the launch that left its pid in `pids` and
+    still runs with `out` on its command line (so a pid reused by another process is left alone)."""
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # the whole group had already exited
+        pass
+    for f in pids.iterdir():
+        try:
+            if str(out).encode() in Path(f"/proc/{f.name}/cmdline").read_bytes():
+                os.kill(int(f.name), signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError):  # already exited
+            pass
+    proc.wait()
+
+
 def test_fsdp_killed_during_a_sharded_save_resumes_from_the_last_complete_checkpoint(tmp_path):
     """SIGKILL to every process of a 2-rank FSDP run while it saves step 2 (each rank's shards written, the
     checkpoint not yet renamed into place): the folder keeps step 1 as its last complete checkpoint, and --resume
     on 2 ranks ends where the uninterrupted run does."""
-    import signal
     import time
 
     sets = COMMON + ["method.name=grpo", "train.save_every=1", "train.keep_checkpoints=0", "train.steps=3"]
     train(SMOKE, sets, out=tmp_path / "one")
-    hooks, marks = tmp_path / "hooks", tmp_path / "marks"
-    hooks.mkdir()
-    marks.mkdir()
+    hooks, marks, pids = tmp_path / "hooks", tmp_path / "marks", tmp_path / "pids"
+    for folder in (hooks, marks, pids):
+        folder.mkdir()
     (hooks / "sitecustomize.py").write_text(SLOW_SAVE)  # imported by every Python process of the launch
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(hooks), str(TESTS), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", RLINO_TEST_MARKS=str(marks))
+               OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", RLINO_TEST_MARKS=str(marks), RLINO_TEST_PIDS=str(pids))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "rlino", "train",
            SMOKE, "--out", str(tmp_path / "two")]
     for item in sets + ["train.sharding=fsdp"]:
@@ -229,12 +250,8 @@ def test_fsdp_killed_during_a_sharded_save_resumes_from_the_last_complete_checkp
                 assert proc.poll() is None, log.read_text()[-3000:]
                 assert time.monotonic() < deadline, "the run never reached the save of step 2"
                 time.sleep(0.2)
-        finally:  # the kill under test, and no sleeping ranks left behind when the test fails
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:  # the whole group had already exited (the test fails above)
-                pass
-            proc.wait()
+        finally:  # the kill under test, and no sleeping ranks left behind, whether the test passes or fails
+            kill_launch(proc, pids, tmp_path / "two")
     ckpts = tmp_path / "two" / "checkpoints"
     assert (ckpts / "step-000002.tmp" / SHARDED_DIR / ".metadata").exists()  # killed mid-save, shards on disk
     assert [p.name for p in complete_checkpoints(tmp_path / "two")] == ["step-000001"]
