@@ -156,3 +156,16 @@ def test_ranks_starting_together_build_once(cache, tiny):
     assert outs[0][0] == outs[1][0]
     assert sum("building" in err for _, err in outs) == 1
     assert leftovers(cache) == [cached_folder(tiny).name]
+
+
+def test_plan_reads_the_metadata_with_the_same_clear_errors(cache, tiny, tmp_path):
+    from rlino.gguf import gguf_config
+
+    assert gguf_config(str(tiny))["num_hidden_layers"] == 2
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(tiny.read_bytes()[: len(tiny.read_bytes()) // 2])
+    with pytest.raises(RlinoError, match="truncated or corrupt"):
+        gguf_config(str(cut))
+    with pytest.raises(RlinoError, match="cannot read the GGUF architecture 'notamodel'"):
+        gguf_config(str(write_tiny_gguf(tmp_path / "odd.gguf", architecture="notamodel")))
+    assert leftovers(cache) == []

@@ -9,6 +9,9 @@ its `quantization_config`, holding the same tensors. It is cached under `$RLINO_
 keyed by the file's bytes, so an edited or re-downloaded file gets its own folder; training, checkpoints and
 evaluation then see an ordinary Hugging Face folder.
 
+The file is read once when all is well; only a failed read is read again, by the gguf package's own reader, to say
+whether the file is truncated or corrupt or its architecture one transformers cannot read (`diagnose`).
+
 A build writes into `<folder>.partial-<pid>` and renames it into place only when complete (a marker file written last
 says so), under a lock file, so ranks or workers starting together build once, and a killed build leaves nothing that
 is ever read: its partial folder is removed by the next build.
@@ -80,6 +83,16 @@ def read_header(file: Path) -> dict:
     return header
 
 
+def diagnose(file: Path, error: Exception) -> RlinoError:
+    """The clearest error for a file transformers failed to read: a missing gguf package, a truncated or corrupt
+    file, an architecture transformers cannot read (each raised from here), else transformers' own message. Run only
+    after a failure, so a good file is read once."""
+    header = read_header(file)
+    check_architecture(file, header["architecture"])
+    return RlinoError(f"transformers could not read {file}: {type(error).__name__}: "
+                      f"{str(error).splitlines()[0] if str(error) else ''}")
+
+
 def check_architecture(file: Path, architecture: str) -> None:
     """An error listing the architectures transformers reads from GGUF when it cannot read this one."""
     from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
@@ -91,10 +104,10 @@ def check_architecture(file: Path, architecture: str) -> None:
                          f"{', '.join(sorted(GGUF_SUPPORTED_ARCHITECTURES))}")
 
 
-def cached_folder(file: Path) -> Path:
-    """Where the folder built from this file's bytes lives."""
+def cached_folder(file: Path, sha256: str | None = None) -> Path:
+    """Where the folder built from this file's bytes (whose SHA-256 is `sha256`, computed when not given) lives."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", file.stem)[:80]
-    return cache_root() / "gguf" / f"{stem}-{file_sha256(file)[:16]}"
+    return cache_root() / "gguf" / f"{stem}-{(sha256 or file_sha256(file))[:16]}"
 
 
 def is_built(folder: Path) -> bool:
@@ -132,8 +145,7 @@ def _build(file: Path, out: Path) -> dict:
         tokenizer = AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name)
         quantised = AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name, dtype=torch.float32)
     except Exception as e:  # the GGUF reader, the tokenizer converters and the model mapping raise many kinds
-        raise RlinoError(f"transformers could not read {file}: {type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        raise diagnose(file, e) from None
     raw = {k: v for k, v in quantised.config.to_dict().items() if k != "quantization_config"}
     config = type(quantised.config).from_dict(raw)
     plain = type(quantised)(config)
@@ -141,31 +153,31 @@ def _build(file: Path, out: Path) -> dict:
     plain.generation_config = quantised.generation_config
     plain.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    return {"architecture": config.model_type, "parameters": sum(p.numel() for p in plain.parameters())}
+    return {"name": raw.get("_model_name_or_path", ""), "architecture": config.model_type,
+            "parameters": sum(p.numel() for p in plain.parameters())}
 
 
 def gguf_folder(path: str, log=None) -> Path:
     """The Hugging Face folder built from the GGUF file at `path`, building it first when it is not cached."""
     log = log or _stderr
     file = check_file(path)
-    folder = cached_folder(file)
+    sha256 = file_sha256(file)
+    folder = cached_folder(file, sha256)
     if is_built(folder):
         return folder
+    _require_gguf_package()
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.parent / f"{folder.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time; released by the OS if this process dies
         if is_built(folder):  # another process built it while this one waited
             return folder
         _clear_leftovers(folder, log)
-        header = read_header(file)
-        check_architecture(file, header["architecture"])
         log(f"building a Hugging Face folder from {file} (dequantised to float32) into {folder}; cached for next "
             f"time")
         partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
         try:
             built = _build(file, partial)
-            write_json(partial / MARKER, {"source": str(file.resolve()), "sha256": file_sha256(file),
-                                          "name": header.get("name", ""), **built}, indent=2)
+            write_json(partial / MARKER, {"source": str(file.resolve()), "sha256": sha256, **built}, indent=2)
             partial.rename(folder)
         except OSError as e:
             raise RlinoError(f"could not write the GGUF cache at {folder}: {e}") from None
@@ -192,8 +204,5 @@ def _metadata_config(file: str, size: int, mtime_ns: int) -> dict:
 
     try:
         return load_gguf_checkpoint(file, return_tensors=False)["config"]
-    except ValueError as e:
-        if "is not supported yet" in str(e):
-            check_architecture(Path(file), str(e).split("architecture ")[-1].split(" ")[0])
-        read_header(Path(file))  # names a truncated or corrupt file
-        raise RlinoError(f"transformers could not read the metadata of {file}: {e}") from None
+    except Exception as e:  # as in _build
+        raise diagnose(Path(file), e) from None
