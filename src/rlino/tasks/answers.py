@@ -109,9 +109,7 @@ def last_number(text: str) -> str | None:
         return None
     while text[start] == ",":  # "values,5": the comma belongs to the sentence
         start += 1
-    # A minus counts as a sign only if it does not follow a word or number ("5-3" is not "-3").
-    if start > 0 and text[start - 1] == "-" and (start == 1 or not text[start - 2].isalnum()):
-        start -= 1
+    start = _with_sign(text, start)
     token = text[start : end + 1]
     numerator = _numerator_before(text, start)
     if numerator and "," not in token:  # "1/24": the fraction, not its denominator (Math-Verify reads it so too)
@@ -128,9 +126,15 @@ def _numerator_before(text: str, start: int) -> str:
     begin = start - 1
     while begin > 0 and text[begin - 1].isdigit() and start - begin <= MAX_NUMBER_CHARS:
         begin -= 1
-    if begin > 0 and text[begin - 1] == "-" and (begin == 1 or not text[begin - 2].isalnum()):
-        begin -= 1  # a sign, as in last_number
-    return text[begin : start - 1]
+    return text[_with_sign(text, begin) : start - 1]
+
+
+def _with_sign(text: str, start: int) -> int:
+    """Where a number starting at `start` really starts: one back for a minus that is a sign, which it is only when
+    it does not follow a word or a number ("5-3" is not "-3")."""
+    if start > 0 and text[start - 1] == "-" and (start == 1 or not text[start - 2].isalnum()):
+        return start - 1
+    return start
 
 
 def parse_number(text: str) -> Fraction | None:
