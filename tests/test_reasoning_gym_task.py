@@ -217,10 +217,11 @@ def test_dataset_options_reach_the_generator_and_lists_become_tuples() -> None:
 
 @pytest.mark.parametrize("options,message", [
     ({}, "task 'reasoning_gym' option 'dataset' is required"),
-    ({"dataset": "chain_sums"}, "reasoning-gym has no dataset 'chain_sums'; did you mean 'chain_sum'?"),
+    ({"dataset": "chain_sums"}, "reasoning-gym has no dataset 'chain_sums' \\(did you mean 'chain_sum'\\?\\); its"),
     ({"dataset": "zzzz"}, "has no dataset 'zzzz'; its 1\\d\\d dataset names are the keys of reasoning_gym.factory"),
     ({"dataset": "chain_sum", "dataset_options": {"max_term": 3}},
-     "dataset 'chain_sum' has no option 'max_term'; did you mean 'max_terms'\\? its options: min_terms, max_terms"),
+     "dataset 'chain_sum' has no option 'max_term' \\(did you mean 'max_terms'\\?\\); its options: min_terms, "
+     "max_terms"),
     ({"dataset": "chain_sum", "dataset_options": {"min_terms": 3, "max_terms": 2}},
      "dataset 'chain_sum' rejects min_terms=3, max_terms=2: max_terms must be >= min_terms"),
     ({"dataset": "chain_sum", "dataset_options": {"min_digits": 0}},

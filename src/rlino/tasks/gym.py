@@ -25,7 +25,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlino.errors import RlinoError, closest
+from rlino.errors import RlinoError, did_you_mean
 from rlino.tasks.options import build_options
 from rlino.tasks.sources import check_split
 from rlino.typed import Mismatch, coerce, type_name
@@ -227,10 +227,9 @@ def dataset_config_class(dataset: str) -> type:
     if dataset in REFUSED:
         raise RlinoError(f"task {NAME!r}: dataset {dataset!r} is not supported: {REFUSED[dataset]}")
     if dataset not in DATASETS:
-        close = closest(dataset, [name for name in DATASETS if name not in REFUSED])
-        hint = f"did you mean {close!r}? " if close else ""
+        hint = did_you_mean(dataset, [name for name in DATASETS if name not in REFUSED])
         raise RlinoError(
-            f"task {NAME!r}: reasoning-gym has no dataset {dataset!r}; {hint}its {len(DATASETS)} dataset names are "
+            f"task {NAME!r}: reasoning-gym has no dataset {dataset!r}{hint}; its {len(DATASETS)} dataset names are "
             "the keys of reasoning_gym.factory.DATASETS"
         )
     dataset_cls, config_cls = DATASETS[dataset]
@@ -257,11 +256,8 @@ def dataset_values(dataset: str, config_cls: type, options: dict[str, Any]) -> d
             instead = "seed" if key == "seed" else "train_size and test_size"
             raise RlinoError(f"task {NAME!r}: dataset_options cannot set {key!r}; set the task's {instead} instead")
         if key not in fields:
-            close = closest(key, names)
-            hint = f"did you mean {close!r}? " if close else ""
-            raise RlinoError(
-                f"task {NAME!r}: dataset {dataset!r} has no option {key!r}; {hint}its options: {', '.join(names)}"
-            )
+            raise RlinoError(f"task {NAME!r}: dataset {dataset!r} has no option {key!r}{did_you_mean(key, names)}; "
+                             f"its options: {', '.join(names)}")
         values[key] = _typed(dataset, key, value, hints.get(key), fields[key].default)
     return values
 
