@@ -218,3 +218,52 @@ def test_two_seeds_that_agree_by_chance_keep_the_measurements_width():
     half = 12.706 * 100 * math.sqrt(0.3 * 0.7 / 200 + 0.25 * 0.75 / 200) / math.sqrt(2)
     assert (c["numbers"]["lo"], c["numbers"]["hi"]) == pytest.approx((-5 - half, -5 + half), abs=1e-3)
     assert c["verdict"] == "inconclusive"  # without the floor: [-5, -5], "does not hold" on two lucky seeds
+
+
+def t975(df: int) -> float:
+    """Student's t, 0.975 quantile, from a printed table."""
+    return {2: 4.303, 25: 2.060, 26: 2.056, 27: 2.052}[df]
+
+
+def test_counter_claims_of_zhu_et_al_on_nsr_and_w_reinforce():
+    """NSR's collapse (claim 3's rule on the nsr row) and NSR / W-REINFORCE against GRPO (not much below), each
+    stated with its source; an arm that changes the row (nsr without its clip) is not the row."""
+    arms = {"grpo": arm("grpo", GRPO), "nsr": arm("nsr", [28.0, 33.0, 29.0]),
+            "w_reinforce": arm("w_reinforce", [1.0, 2.0, 0.5]),
+            "nsr@no-clip": arm("nsr", [1.0, 2.0, 0.5], overrides=("method.clip=false",))}
+    claims = {c["id"]: c for c in judge_claims(arms, None, 0.18)}
+    assert claims["nsr_collapses"]["verdict"] == "does not hold"  # [24.7, 35.3] at or above the base's 18%
+    assert claims["nsr_collapses"]["arms"] == ["nsr"]
+    assert claims["nsr_matches_grpo"]["verdict"] == "holds"        # differences −2, +1, +1
+    assert claims["w_reinforce_matches_grpo"]["verdict"] == "does not hold"
+    for cid in ("nsr_collapses", "nsr_matches_grpo", "w_reinforce_matches_grpo"):
+        assert claims[cid]["source"] == "Zhu et al. 2025, arXiv 2506.01347"
+    assert claims["fisft_neg_collapses"]["source"] == "arXiv 2505.13697"
+    only_changed = {"grpo": arm("grpo", GRPO), "nsr@no-clip": arms["nsr@no-clip"]}
+    assert verdict(only_changed, "nsr_collapses")["verdict"] == "not run"
+
+
+def test_an_inconclusive_verdict_projects_the_seeds_that_would_decide_it():
+    """Differences −8, +2, −3: mean −3, sd 5; the interval would clear −5 (a distance of 2) once
+    t(n − 1) · 5 / √n < 2, by the printed t table first at n = 27 (2.056 · 5 / √27 = 1.978; n = 26: 2.020)."""
+    arms = {"grpo": arm("grpo", GRPO), "fisft_pos_neg": arm("fisft_pos_neg", [22.0, 34.0, 25.0])}
+    c = verdict(arms, "fisft_pos_neg_matches_grpo")
+    assert c["verdict"] == "inconclusive"
+    assert t975(26) * 5 / math.sqrt(27) < 2 < t975(25) * 5 / math.sqrt(26)
+    assert c["numbers"]["projected_seeds"] == 27
+    assert "about 27 seeds would decide it" in c["why"] and "projection, not a result" in c["why"]
+    # a collapse whose mean lies between 5% and the base model's: more seeds narrow the interval around it, and
+    # neither bound of the rule is ever cleared
+    c = verdict({"fisft_neg": arm("fisft_neg", [9.0, 11.0, 10.0])}, "fisft_neg_collapses", base=0.18)
+    assert "more seeds would not decide it" in c["why"] and "projected_seeds" not in c["numbers"]
+    # a mean on the rule's bound: no finite projection
+    c = verdict({"grpo": arm("grpo", GRPO), "fisft_pos": arm("fisft_pos", [25.5, 30.0, 20.0])},
+                "fisft_pos_matches_grpo")  # differences −4.5, −2, −8: mean −4.83, sd 3.0, 0.17 from the bound
+    assert c["verdict"] == "inconclusive" and "more than 200 seeds" in c["why"]
+    # wrong lengths: grpo's slopes 1.5, −1, −3.5 (mean −1, sd 2.5) sit on the failing side: that one interval
+    # clearing 0 would decide "does not hold", first at n = 27 (2.056 · 2.5 / √27 = 0.989; n = 26: 1.010)
+    arms = {"grpo": arm("grpo", GRPO, [1.5, -1, -3.5]), "fisft_pos_neg": arm("fisft_pos_neg", GRPO, [100, 150, 120]),
+            "fisft_pos": arm("fisft_pos", GRPO, [-5, -3, -8])}
+    c = verdict(arms, "wrong_lengths_grow")
+    assert t975(26) * 2.5 / math.sqrt(27) < 1 < t975(25) * 2.5 / math.sqrt(26)
+    assert c["verdict"] == "inconclusive" and c["numbers"]["projected_seeds"] == 27

@@ -24,7 +24,7 @@ LAYERS = {
     "rlino.embedded": 4, "rlino.gguf": 3,
     "rlino.models": 5, "rlino.lora": 5, "rlino.engine": 5, "rlino.prompts": 5, "rlino.sharding": 5,
     "rlino.rollout": 6, "rlino.objectives": 6, "rlino.gae": 6, "rlino.critic": 6,
-    "rlino.evaluate": 7, "rlino.arms": 7, "rlino.credit": 7,
+    "rlino.evaluate": 7, "rlino.arms": 7, "rlino.credit": 7, "rlino.mini_batches": 7,
     "rlino.step": 8,
     "rlino.trainer": 9, "rlino.equivalence": 9, "rlino.report": 9,
     "rlino.compare": 10,

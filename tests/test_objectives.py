@@ -145,8 +145,9 @@ def test_every_method_setting_reaches_the_resolved_method():
     from rlino.config import MethodConfig
     from rlino.objectives import resolve_method
 
-    values = dict(weights="pos", aggregation="token-mean", clip=False, clip_eps=0.13, clip_eps_high=0.31, beta=0.07,
-                  epochs_per_batch=3, neg_weight=0.4, std="population", adv_eps=1e-3, term="nft")
+    values = dict(weights="pos-neg", aggregation="token-mean", clip=False, clip_eps=0.13, clip_eps_high=0.31,
+                  beta=0.07, epochs_per_batch=3, neg_weight=0.4, std="population", adv_eps=1e-3, term="nft",
+                  pos_weight=0.3, mini_batches=3)
     fields = {f.name for f in dataclasses.fields(MethodConfig)} - {"name"}
     assert fields == set(values), "a new MethodConfig field: add a value here"
     for name in METHODS:
@@ -155,6 +156,9 @@ def test_every_method_setting_reaches_the_resolved_method():
         for k in values:  # and each one alone, so no field depends on another being set
             if k == "term" and (METHODS[name].clip or METHODS[name].has_critic):
                 continue  # an error there (test_nft_term_needs_no_clip_and_one_weight_per_response)
+            if (k == "pos_weight" and METHODS[name].weights != "pos-neg") or (k == "mini_batches"
+                                                                              and METHODS[name].has_critic):
+                continue  # an error there (test_w_reinforce_settings_are_checked)
             one = resolve_method(MethodConfig(name=name, **{k: values[k]}))
             assert getattr(one, k) == values[k], (name, k)
     symmetric = resolve_method(MethodConfig(name="grpo", clip_eps=0.1))
@@ -250,3 +254,71 @@ def test_nft_term_needs_no_clip_and_one_weight_per_response(changes):
 
     with pytest.raises(RlinoError, match="method.term"):
         resolve_method(MethodConfig(**changes))
+
+
+def _clipped_loss_by_hand(logp, old, mask, weights, eps=0.2):
+    """token-mean of −min(ρA, clip(ρ, 1 − ε, 1 + ε)A) over the real tokens, one token at a time in plain floats."""
+    total, tokens = 0.0, 0
+    for i in range(len(weights)):
+        for t in range(len(mask[i])):
+            if mask[i][t]:
+                ratio = math.exp(logp[i][t] - old[i][t])
+                total += -min(ratio * weights[i], min(max(ratio, 1 - eps), 1 + eps) * weights[i])
+                tokens += 1
+    return total / tokens
+
+
+@pytest.mark.parametrize("name,pos,neg", [("psr", 1.0, 0.0), ("nsr", 0.0, -1.0), ("w_reinforce", 0.1, -1.0)])
+def test_negative_reinforcement_rows_by_hand(name, pos, neg):
+    """PSR, NSR and W-REINFORCE (Zhu et al. 2025, as their code runs them): raw outcome weights (no group
+    normalisation, so all-correct and all-wrong groups keep theirs), the clipped ratio (ε = 0.2), token-mean, no KL,
+    four PPO mini-batches; the loss equals a token-by-token hand computation with the ratio off 1 on both sides."""
+    m = METHODS[name]
+    assert (m.clip, m.clip_eps, m.clip_eps_high, m.aggregation, m.beta, m.mini_batches) == (
+        True, 0.2, 0.2, "token-mean", 0.0, 4)
+    rewards = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.3, 1.0])  # a group all correct, one all wrong; 0.3 wrong
+    w = response_weights(rewards, 2, m)
+    expected = [pos if r == 1.0 else neg for r in rewards.tolist()]
+    assert w.tolist() == pytest.approx(expected, abs=1e-7)
+    gen = torch.Generator().manual_seed(0)
+    old = -torch.rand(8, 5, generator=gen) * 3
+    logp = (old + (torch.rand(8, 5, generator=gen) - 0.5) * 0.8).requires_grad_()  # ρ in [0.67, 1.49]: both sides
+    mask = torch.ones(8, 5)
+    mask[1, 3:] = 0
+    mask[6, 1:] = 0
+    out = token_loss(logp, mask, w, m, old_logp=old, ref_logp=old - 1.0)  # a reference, but β = 0: no KL
+    hand = _clipped_loss_by_hand(logp.tolist(), old.tolist(), mask.tolist(), expected)
+    assert out.loss.item() == pytest.approx(hand, abs=1e-6)
+    assert out.kl is None
+    assert 0 < out.clip_frac.item() < 1 or name == "psr"
+    # the gradient of a token: −A·ρ/N where the clip does not bind, 0 where it does
+    out.loss.backward()
+    n = mask.sum().item()
+    for i, t in [(1, 0), (4, 2), (7, 4), (0, 1)]:
+        ratio = math.exp(logp[i, t].item() - old[i, t].item())
+        a = expected[i]
+        bound = (a > 0 and ratio > 1.2) or (a < 0 and ratio < 0.8)
+        assert logp.grad[i, t].item() == pytest.approx(0.0 if bound or a == 0 else -a * ratio / n, abs=1e-7)
+
+
+def test_w_reinforce_lambda_and_the_settings_are_checked():
+    """λ is a setting of its own row's weights: a value outside (0, 1], the setting given to a row whose weights do
+    not read it, and an unknown row are each a clear error; inside the range it is the weight on correct responses."""
+    from rlino.config import MethodConfig
+    from rlino.errors import RlinoError
+    from rlino.objectives import resolve_method
+
+    half = resolve_method(MethodConfig(name="w_reinforce", pos_weight=0.5))
+    assert response_weights(torch.tensor([1.0, 0.0]), 2, half).tolist() == [0.5, -1.0]
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(RlinoError, match=r"method.pos_weight .* must be in \(0, 1\]"):
+            resolve_method(MethodConfig(name="w_reinforce", pos_weight=bad))
+    for row in ("grpo", "nsr", "psr", "fisft_neg", "nft"):
+        with pytest.raises(RlinoError, match=f"method.pos_weight is W-REINFORCE's λ.*'{row}'"):
+            resolve_method(MethodConfig(name=row, pos_weight=0.2))
+    with pytest.raises(RlinoError, match="unknown method 'nsrr' .did you mean 'nsr'"):
+        resolve_method(MethodConfig(name="nsrr"))
+    with pytest.raises(RlinoError, match="method.mini_batches must be >= 1"):
+        resolve_method(MethodConfig(name="nsr", mini_batches=0))
+    with pytest.raises(RlinoError, match="mini_batches > 1 is not supported with a critic"):
+        resolve_method(MethodConfig(name="ppo", mini_batches=2))

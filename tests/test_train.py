@@ -52,6 +52,8 @@ def test_every_method_trains_and_saves_a_loadable_checkpoint(tmp_path, name, cap
             for c in json.loads(line)["token_weight_position_corr"]]
     if METHODS[name].has_critic:  # a critic's advantage varies along the response
         assert sum(c is not None for c in corr) > len(corr) / 2
+    elif METHODS[name].mini_batches > 1:  # from the second mini-batch on, ρ ≠ 1 varies the weight along a response
+        assert any(c is not None for c in corr)
     elif METHODS[name].beta == 0:  # an outcome row without KL gives every token of a response the same weight
         assert all(c is None for c in corr)
     final = complete_checkpoints(out)[-1]

@@ -75,7 +75,7 @@ class TaskConfig:
 class MethodConfig:
     name: str = "grpo"
     """A row of the methods table: grpo, grpo_no_kl, dr_grpo, dapo, fisft_pos_neg, fisft_pos, fisft_neg, fisft_adv,
-    rloo, raft_pp, reinforce_rej, ppo, nft (README, "Methods")."""
+    rloo, raft_pp, reinforce_rej, ppo, nft, psr, nsr, w_reinforce (README, "Methods")."""
     weights: str | None = None
     """Override the row's weights: group-norm, group-center, leave-one-out, pos-neg-mixed, miss-rate, pos-neg, pos,
     neg, or gae (per token from a critic, configured in [critic]). Unset: the row's."""
@@ -90,9 +90,16 @@ class MethodConfig:
     beta: float | None = None
     """KL coefficient to the frozen reference model (k3 estimator). Unset: the row's (0.04 for grpo, else 0)."""
     epochs_per_batch: int = 1
-    """Optimizer steps taken on each sampled batch; > 1 makes the importance ratio move away from 1."""
+    """Passes over each sampled batch; > 1 makes the importance ratio move away from 1."""
+    mini_batches: int | None = None
+    """PPO mini-batches: each pass splits the step's prompt groups into this many parts, one optimizer step each
+    (verl's train_batch_size / ppo_mini_batch_size); > 1 makes the ratio move from the second part. Unset: the row's
+    (4 for psr, nsr, w_reinforce as their authors ran them; 1 for the others)."""
     neg_weight: float = 1.0
     """Magnitude of the weight on wrong responses for the fixed-weight F-ISFT rows (pos-neg, neg)."""
+    pos_weight: float | None = None
+    """W-REINFORCE's λ, the weight on correct responses of the weights 'pos-neg', in (0, 1]. Unset: the row's (0.1
+    for w_reinforce, 1 for fisft_pos_neg); an error on rows whose weights do not read it."""
     std: str = "sample"
     """Group std in the group-norm weights: `sample` (unbiased, as TRL and verl) or `population` (the paper's)."""
     adv_eps: float = 1e-4

@@ -49,6 +49,8 @@ class Method:
     beta: float = 0.0
     epochs_per_batch: int = 1
     neg_weight: float = 1.0
+    pos_weight: float = 1.0
+    mini_batches: int = 1
     std: str = "sample"
     adv_eps: float = 1e-4
     term: str = "policy-gradient"
@@ -98,20 +100,33 @@ METHODS: dict[str, Method] = {
     # `normalize=1`), prompts whose responses all agree dropped, no clip, no KL. Aggregation: the paper's token-mean
     # (the authors' code divides each mini-batch's token sum by a constant 1000 instead).
     "nft": Method("nft", "miss-rate", "token-mean", clip=False, term="nft"),
+    # PSR, NSR and W-REINFORCE (Zhu et al. 2025, "The Surprising Effectiveness of Negative Reinforcement in LLM
+    # Reasoning", arXiv 2506.01347), as TianHongZXY/RLVR-Decomposed runs them (verl/trainer/ppo/core_algos.py,
+    # `compute_psr_nsr_outcome_advantage`, and its MATH scripts): the advantage is the raw outcome, no group
+    # normalisation: PSR +1 on correct responses and 0 on wrong, NSR 0 and −1, W-REINFORCE λ = 0.1
+    # (`positive_advantage_weight`) and −1; verl's PPO clipped loss (ε = 0.2 both sides) with token-mean aggregation
+    # (`masked_mean` over the mini-batch's tokens); no KL (kl_coef 0, use_kl_loss false); one epoch over four PPO
+    # mini-batches per sampled batch (256 of 1,024 prompts), so from the second the ratio moves and the clip acts.
+    # Left out: their entropy bonus of 0.001 (rlino has no entropy term).
+    "psr": Method("psr", "pos", "token-mean", clip=True, mini_batches=4),
+    "nsr": Method("nsr", "neg", "token-mean", clip=True, mini_batches=4),
+    "w_reinforce": Method("w_reinforce", "pos-neg", "token-mean", clip=True, pos_weight=0.1, mini_batches=4),
 }
+POS_WEIGHTS = ("pos-neg",)
+"""The weights that read `pos_weight` (W-REINFORCE's λ on correct responses)."""
 
 
 def resolve_method(cfg) -> Method:
     """Turn a `MethodConfig` (a row name plus optional overrides) into a concrete `Method`.
 
     `cfg` is read by attribute (name, weights, aggregation, clip, clip_eps, clip_eps_high, beta, epochs_per_batch,
-    neg_weight, std, adv_eps), so this module needs nothing of the config module."""
+    mini_batches, neg_weight, pos_weight, std, adv_eps), so this module needs nothing of the config module."""
     if cfg.name not in METHODS:
         raise RlinoError(f"unknown method '{cfg.name}'{did_you_mean(cfg.name, METHODS)}; "
                          f"valid: {', '.join(METHODS)}")
     row = METHODS[cfg.name]
-    changes = {k: getattr(cfg, k) for k in ("weights", "aggregation", "clip", "clip_eps", "beta", "term")
-               if getattr(cfg, k) is not None}
+    changes = {k: getattr(cfg, k) for k in ("weights", "aggregation", "clip", "clip_eps", "beta", "term",
+                                            "pos_weight", "mini_batches") if getattr(cfg, k, None) is not None}
     if cfg.clip_eps_high is not None:
         changes["clip_eps_high"] = cfg.clip_eps_high
     elif cfg.clip_eps is not None and row.clip_eps_high == row.clip_eps:
@@ -120,6 +135,9 @@ def resolve_method(cfg) -> Method:
                    adv_eps=cfg.adv_eps)
     method = dataclasses.replace(row, **changes)
     _validate(method)
+    if getattr(cfg, "pos_weight", None) is not None and method.weights not in POS_WEIGHTS:
+        raise RlinoError(f"method.pos_weight is W-REINFORCE's λ, read only by the weights 'pos-neg' (w_reinforce, "
+                         f"fisft_pos_neg); method '{method.name}' uses weights '{method.weights}', which ignore it")
     return method
 
 
@@ -141,6 +159,15 @@ def _validate(m: Method) -> None:
         raise RlinoError("method.beta, clip_eps, clip_eps_high, neg_weight and adv_eps must be >= 0")
     if m.epochs_per_batch < 1:
         raise RlinoError(f"method.epochs_per_batch must be >= 1, got {m.epochs_per_batch}")
+    if m.mini_batches < 1:
+        raise RlinoError(f"method.mini_batches must be >= 1, got {m.mini_batches}")
+    if m.mini_batches > 1 and m.has_critic:
+        raise RlinoError("method.mini_batches > 1 is not supported with a critic (weights 'gae'): its advantages are "
+                         "whitened over the whole step; use method.epochs_per_batch")
+    if not 0 < m.pos_weight <= 1:
+        raise RlinoError(f"method.pos_weight (W-REINFORCE's λ, the weight on correct responses) must be in (0, 1], "
+                         f"got {m.pos_weight}: λ = 0 is the nsr row, and above 1 positives outweigh negatives, "
+                         f"which is not W-REINFORCE")
 
 
 def is_correct(rewards: torch.Tensor) -> torch.Tensor:
@@ -162,7 +189,7 @@ def response_weights(rewards: torch.Tensor, group_size: int, method: Method) -> 
     leave-one-out: r_i − mean_{j≠i} r_j = G/(G−1)·(r_i − mean_g r)   RLOO's advantage
     pos-neg-mixed: pos-neg, and 0 in groups whose responses are all correct or all wrong   Reinforce-Rej
     miss-rate:    1 − r̂ (r̂: the group's fraction correct), 0 where all agree   NFT's prompt weight ω
-    pos-neg:      +1 if correct, −neg_weight if wrong       F-ISFT+−
+    pos-neg:      +pos_weight if correct, −neg_weight if wrong   F-ISFT+− (1, 1); W-REINFORCE (λ, 1)
     pos:          +1 if correct, 0 if wrong                 F-ISFT+ (rejection-sampling fine-tuning)
     neg:          0 if correct, −neg_weight if wrong        F-ISFT−
     gae:          per token, from a critic (`rlino.gae`): not a function of the rewards alone
@@ -191,7 +218,7 @@ def response_weights(rewards: torch.Tensor, group_size: int, method: Method) -> 
         return (centred / (std + method.adv_eps)).reshape(-1)
     ok = is_correct(r).float()
     if method.weights == "pos-neg":
-        return ok - method.neg_weight * (1 - ok)
+        return method.pos_weight * ok - method.neg_weight * (1 - ok)
     if method.weights == "pos":
         return ok
     if method.weights == "neg":

@@ -101,13 +101,14 @@ class Rollout:
     def lengths(self) -> torch.Tensor:
         return self.completion_mask.sum(dim=1)
 
-    def micro_batches(self, size: int) -> list[MicroBatch]:
-        """The rows in micro-batches of at most `size`.
+    def micro_batches(self, size: int, rows: torch.Tensor | None = None) -> list[MicroBatch]:
+        """The rows (all, or the given indices) in micro-batches of at most `size`.
 
         Rows are grouped by response length and each micro-batch is cut to the padding its own rows need, so little
         compute goes to padding. This never changes the update: losses use whole-step normalisers.
         """
-        order = torch.argsort(self.lengths, stable=True).to(self.completion_ids.device)
+        rows = torch.arange(len(self.lengths)) if rows is None else rows.cpu()
+        order = rows[torch.argsort(self.lengths.cpu()[rows], stable=True)].to(self.completion_ids.device)
         out = []
         for start in range(0, len(order), size):
             idx = order[start:start + size]

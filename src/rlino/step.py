@@ -2,8 +2,9 @@
 
     batch   = sample_groups(...)   G responses for each of the step's prompts           (rollout.sample)
     scored  = score(...)           the verifier's rewards, the method's weights w_i     (objectives.response_weights)
-    stats   = update(...)          epochs_per_batch optimizer steps, each summing the loss over micro-batches with
-                                   the whole step's normalisers                         (objectives.token_loss)
+    stats   = update(...)          epochs_per_batch passes, each one optimizer step per part (mini_batches of the
+                                   groups), summing the loss over micro-batches with the part's normalisers
+                                                                                        (objectives.token_loss)
     result  = records(...)         the metrics line, the logged samples, the per-response weights line
 
 Under data parallel each rank samples and trains on its share of the prompts; sums that normalise the loss or make
@@ -28,12 +29,13 @@ from rlino.credit import Credit, assign_credit, critic_optimizer_step, critic_pa
 from rlino.distributed import World
 from rlino.errors import RlinoError
 from rlino.evaluate import length_stats, score_all
+from rlino.mini_batches import Part, split_parts
 from rlino.objectives import Method, group_rate, is_correct, response_weights, token_loss, zero_variance_groups
 from rlino.prompts import RAW, PromptFormat
 from rlino.rollout import MicroBatch, Rollout, sample, token_logprobs
 from rlino.run_folder import SAMPLES, WEIGHTS
 from rlino.schedule import prompt_indices
-from rlino.sharding import as_float, gathered, idle_passes, is_sharded, zero_backward
+from rlino.sharding import as_float, gathered, is_sharded, zero_backward
 
 SUMS = ("loss", "entropy", "kl", "clip", "clip_low", "clip_high", "clip_n", "value_loss", "value_clip")
 """The step's running sums (added over micro-batches, then over ranks)."""
@@ -171,7 +173,8 @@ def score(task, batch: Batch, method: Method, group_size: int) -> Scored:
 
 def update(policy: Policy, batch: Batch, scored: Scored, cfg: Config, method: Method, world: World,
            clock: Clock, step: int) -> UpdateStats:
-    """`epochs_per_batch` optimizer steps on the batch; the first epoch's log-probs are π_old for the later ones.
+    """`epochs_per_batch` passes over the batch, each one optimizer step per part (`split_parts`); π_old is the
+    policy that sampled the batch, so from the second optimizer step on the ratio moves.
 
     With a critic: its advantages first (`credit.assign_credit`), then each epoch trains the critic beside the policy
     (the policy frozen for the first critic.warmup_steps steps)."""
@@ -182,46 +185,43 @@ def update(policy: Policy, batch: Batch, scored: Scored, cfg: Config, method: Me
                         token_weight=torch.zeros(rows, device=device),
                         thirds=torch.full((rows, 3), math.nan, device=device),
                         position_corr=torch.full((rows,), math.nan, device=device))
-    batches = rollout.micro_batches(cfg.train.micro_batch_size)
-    idle = idle_passes(len(batches), world, policy.model)  # sharded: every rank runs as many passes
-    with clock.phase("reference"):
-        ref_logps = reference_logprobs(policy, batches, cfg.sampling.temperature, idle)
+    parts = split_parts(policy.model, policy.ref_model, policy.autocast, batch, cfg, method, world, clock)
     advantages, credit = scored.weights, None
-    if policy.critic is not None:
+    if policy.critic is not None:  # one part (objectives._validate)
+        whole = parts[0]
         with clock.phase("critic"):
-            credit = assign_credit(policy.critic, policy.model, policy.autocast, rollout, batches, scored.rewards,
-                                   ref_logps, cfg, method.beta, world, idle)
+            credit = assign_credit(policy.critic, policy.model, policy.autocast, rollout, whole.batches,
+                                   scored.rewards, whole.ref_logps, cfg, method.beta, world, whole.idle)
         advantages = credit.advantages  # [rows, T]: one advantage per token
         mask = rollout.completion_mask
         scored.weights = (advantages * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
         stats.critic, stats.sums["kl"] = dict(credit.metrics), credit.kl_sum
         if cfg.critic.kl == "reward":
-            ref_logps = [None] * len(batches)  # the KL is in the reward, not in the loss
+            whole.ref_logps = [None] * len(whole.batches)  # the KL is in the reward, not in the loss
     train_policy = policy.critic is None or step > cfg.critic.warmup_steps
-    old_logps: list[torch.Tensor | None] = [None] * len(batches)
     policy.model.train()
     for epoch in range(method.epochs_per_batch):
-        policy.optimizer.zero_grad(set_to_none=True)
-        bad = None
-        for k, mb in enumerate(batches):
-            if train_policy:
-                message = micro_batch_pass(policy, mb, advantages, scored, cfg, method, stats, epoch, old_logps, k,
-                                           ref_logps[k], step)
-                bad = bad or message
-            if credit is not None:  # run even after a bad pass: a sharded critic's passes are collectives
-                message = value_pass(policy, mb, credit, cfg, stats, epoch, step)
-                bad = bad or message
-        for _ in range(idle):
-            idle_pass(policy, batches[0], cfg, train_policy)
-        (num_bad,) = world.sum_floats(float(bad is not None))  # every rank stops together
-        if num_bad:
-            raise NonFiniteStep(f"{bad or 'a non-finite loss on another rank'}; stopping without applying it.")
-        with clock.phase("optimizer"):
-            if train_policy:
-                stats.grad_norm = optimizer_step(policy, cfg, world, step)
-            if credit is not None:
-                stats.critic["critic/grad_norm"] = critic_optimizer_step(
-                    policy.critic, policy.critic_optimizer, policy.critic_scheduler, cfg.train.max_grad_norm, world)
+        for part in parts:
+            policy.optimizer.zero_grad(set_to_none=True)
+            bad = None
+            for k, mb in enumerate(part.batches):
+                if train_policy:
+                    bad = bad or micro_batch_pass(policy, mb, advantages, scored, cfg, method, stats, epoch, part, k,
+                                                  step)
+                if credit is not None:  # run even after a bad pass: a sharded critic's passes are collectives
+                    bad = bad or value_pass(policy, mb, credit, cfg, stats, epoch, step)
+            for _ in range(part.idle):
+                idle_pass(policy, part.batches[0], cfg, train_policy)
+            (num_bad,) = world.sum_floats(float(bad is not None))  # every rank stops together
+            if num_bad:
+                raise NonFiniteStep(f"{bad or 'a non-finite loss on another rank'}; stopping without applying it.")
+            with clock.phase("optimizer"):
+                if train_policy:
+                    stats.grad_norm = optimizer_step(policy, cfg, world, step)
+                if credit is not None:
+                    stats.critic["critic/grad_norm"] = critic_optimizer_step(
+                        policy.critic, policy.critic_optimizer, policy.critic_scheduler, cfg.train.max_grad_norm,
+                        world)
     stats.sums.update(zip(SUMS, world.sum_floats(*(stats.sums[k] for k in SUMS))))
     return stats
 
@@ -238,18 +238,6 @@ def value_pass(policy: Policy, mb: MicroBatch, credit: Credit, cfg: Config, stat
     return None
 
 
-def reference_logprobs(policy: Policy, batches: list[MicroBatch], temperature: float, idle: int = 0) -> list:
-    """The frozen reference's log-probs per micro-batch (None each without a KL term); `idle` more forwards whose
-    result is dropped (a sharded reference: every rank runs as many)."""
-    if policy.ref_model is None:
-        return [None] * len(batches)
-    with torch.no_grad(), policy.autocast():
-        out = [token_logprobs(policy.ref_model, *mb.tensors, temperature=temperature)[0] for mb in batches]
-        for _ in range(idle):
-            token_logprobs(policy.ref_model, *batches[0].tensors, temperature=temperature)
-    return out
-
-
 def idle_pass(policy: Policy, mb: MicroBatch, cfg: Config, train_policy: bool) -> None:
     """A forward and backward whose loss is 0 (its gradients are 0): run by a rank with fewer micro-batches than
     another, because a sharded model's forward and backward are collectives (FSDP's all-gather, reduce-scatter)."""
@@ -264,20 +252,20 @@ def idle_pass(policy: Policy, mb: MicroBatch, cfg: Config, train_policy: bool) -
 
 
 def micro_batch_pass(policy: Policy, mb: MicroBatch, weights: torch.Tensor, scored: Scored, cfg: Config,
-                     method: Method, stats: UpdateStats, epoch: int, old_logps: list, k: int, ref_logp,
-                     step: int) -> str | None:
-    """Forward and backward of one micro-batch, its share of the step's loss; a message when the loss is not finite."""
+                     method: Method, stats: UpdateStats, epoch: int, part: Part, k: int, step: int) -> str | None:
+    """Forward and backward of one micro-batch, its share of its part's loss; a message when the loss is not finite."""
     mask = mb.completion_mask
     with policy.autocast():
         logp, entropy = token_logprobs(policy.model, *mb.tensors, temperature=cfg.sampling.temperature,
                                        with_entropy=epoch == 0)
+    if part.old_logps[k] is None:
+        part.old_logps[k] = logp.detach()  # the sampling-time policy (no step taken yet), for the ratio from now on
     if epoch == 0:
-        old_logps[k] = logp.detach()  # the sampling-time policy, for the ratio of later epochs
         logp.retain_grad()  # d loss / d log π_t: the weight the step really gives each token
     adv = weights[mb.rows] if weights.dim() == 1 else weights[mb.rows, :mask.shape[1]]  # w_i, or A_it of a critic
     outcome = {} if scored.correct is None else dict(correct=scored.correct[mb.rows], rate=scored.rate[mb.rows])
-    out = token_loss(logp, mask, adv, method, old_logp=old_logps[k], ref_logp=ref_logp,
-                     num_responses=stats.num_responses, num_tokens=stats.num_tokens,
+    out = token_loss(logp, mask, adv, method, old_logp=part.old_logps[k], ref_logp=part.ref_logps[k],
+                     num_responses=part.num_responses, num_tokens=part.num_tokens,
                      max_new_tokens=cfg.sampling.max_new_tokens, **outcome)
     if not torch.isfinite(out.loss):
         if is_sharded(policy.model):
@@ -286,11 +274,11 @@ def micro_batch_pass(policy: Policy, mb: MicroBatch, weights: torch.Tensor, scor
     out.loss.backward()
     tokens, sums = float(mask.sum()), stats.sums
     if epoch == 0:
-        # per response, the mean over its tokens of −∂loss/∂log π_t, times the step's response count
-        per_token = -logp.grad * mask * stats.num_responses
+        # per response, the mean over its tokens of −∂loss/∂log π_t, times its part's response count
+        per_token = -logp.grad * mask * part.num_responses
         stats.token_weight[mb.rows] = per_token.sum(dim=1) / mask.sum(dim=1).clamp(min=1)
         stats.thirds[mb.rows], stats.position_corr[mb.rows] = position_profile(per_token, mask)
-        sums["loss"] += float(out.loss.detach())
+        sums["loss"] += float(out.loss.detach()) / method.mini_batches  # the mean of the parts' losses
         sums["entropy"] += float((entropy * mask).sum())
         if out.kl is not None:
             sums["kl"] += float(out.kl) * tokens

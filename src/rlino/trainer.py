@@ -5,8 +5,8 @@
         rollout  = G responses per prompt from the current model                           (rollout.sample)
         rewards  = task.score(response, item)                                              (the verifier)
         weights  = response_weights(rewards, G, method)                                    (objectives)
-        for epoch in 1..epochs_per_batch:                                                  (one optimizer step each)
-            loss = Σ_micro-batches token_loss(logp, mask, weights, ...)   (step-wide normalisers)
+        for epoch in 1..epochs_per_batch, part in the step's groups in mini_batches parts:  (one optimizer step each)
+            loss = Σ_micro-batches token_loss(logp, mask, weights, ...)   (the part's normalisers)
             AdamW step, gradient clipping, scheduler step
         evaluate on held-out items every eval.every steps; checkpoint every train.save_every steps
 
@@ -80,15 +80,16 @@ def validate(cfg: Config) -> Method:
 def resolved_config(cfg: Config, method: Method) -> Config:
     """The config with the method row's choices written out, as saved in the run folder."""
     cfg = copy.deepcopy(cfg)
-    for key in ("weights", "aggregation", "clip", "clip_eps", "clip_eps_high", "beta", "term"):
+    for key in ("weights", "aggregation", "clip", "clip_eps", "clip_eps_high", "beta", "term", "mini_batches"):
         setattr(cfg.method, key, getattr(method, key))
     return cfg
 
 
 def lr_lambda(cfg: Config) -> Callable[[int], float]:
-    """The run's LR factor per optimizer step (steps × epochs_per_batch of them)."""
+    """The run's LR factor per optimizer step (steps × epochs_per_batch × mini_batches of them; `cfg` resolved)."""
     t = cfg.train
-    return lr_schedule(warmup_steps=t.warmup_steps, total_steps=t.steps * cfg.method.epochs_per_batch,
+    updates = cfg.method.epochs_per_batch * (cfg.method.mini_batches or 1)
+    return lr_schedule(warmup_steps=t.warmup_steps, total_steps=t.steps * updates,
                        shape=t.lr_schedule)
 
 

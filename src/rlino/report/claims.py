@@ -1,4 +1,5 @@
-"""The claims scorecard: each claim of the paper (arXiv 2505.13697) checked against the arms a comparison ran.
+"""The claims scorecard: each claim of the paper (arXiv 2505.13697), and of the studies that answer it, checked
+against the arms a comparison ran.
 
 A claim is a row of `CLAIMS`: what the paper says, the method rows it reads and the rule that decides it; adding a
 claim is adding a row (and its rule, a function of the results). Every verdict is one of
@@ -20,42 +21,37 @@ not the paper's method and is not used (the length claim allows changes of `meth
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rlino.report.values import accuracy_floor, slope_floor
-from rlino.stats import seed_interval
+from rlino.report.evidence import (
+    FAILS,
+    HOLDS,
+    NOT_RUN,
+    UNSURE,
+    NotRun,
+    TooFewSeeds,
+    Verdict,
+    accuracy,
+    find_arm,
+    over_seeds,
+    paired,
+    projected,
+    text,
+    wrong_slope,
+)
 
 MARGIN = 5.0
 """Points of held-out accuracy within which two methods count as comparable (the interval of the difference must
 lie inside ±MARGIN); a difference whose interval lies wholly outside counts as a real gap."""
 COLLAPSE = 5.0
 """Held-out accuracy (%) below which an arm has collapsed to near 0."""
-MIN_SEEDS = 2
+PAPER = "arXiv 2505.13697"
+ZHU = "Zhu et al. 2025, arXiv 2506.01347"
 PER_RESPONSE = "seq-mean-token-mean"
 OTHER_AGGREGATIONS = ("token-mean", "seq-mean-token-sum-norm")
 EQUIVALENCE_FILE = "equivalence.json"
-
-HOLDS, FAILS, UNSURE, NOT_RUN = "holds", "does not hold", "inconclusive", "not run"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    verdict: str
-    why: str
-    arms: tuple[str, ...] = ()
-    numbers: dict[str, Any] | None = None
-
-
-class NotRun(Exception):
-    """A claim's arm (or file) is missing; the message says what to add."""
-
-
-class TooFewSeeds(Exception):
-    """A claim's arms have fewer finished seeds in common than MIN_SEEDS."""
-
 
 @dataclass(frozen=True)
 class Claim:
@@ -65,78 +61,8 @@ class Claim:
     rule: str
     judge: Callable[[dict[str, Any], dict[str, Any]], Verdict]
     """(results' arms, {"equivalence": rlino equivalence's results or None, "base_accuracy": % or None}) -> Verdict"""
-
-
-# ---- finding arms and forming intervals ------------------------------------------------------------------------------
-
-def find_arm(arms: dict[str, dict[str, Any]], method: str, aggregation: str | None = None) -> tuple[str, dict]:
-    """The arm that runs `method` with its own settings (only `method.aggregation` may be set, and only when an
-    aggregation is asked for); raises NotRun naming what to add."""
-    def own(arm: dict[str, Any]) -> bool:
-        sets = arm.get("overrides") or []
-        return all(aggregation is not None and s.startswith("method.aggregation=") for s in sets)
-
-    found = [(name, arm) for name, arm in arms.items() if arm.get("method") == method and own(arm)
-             and (aggregation is None or arm.get("aggregation") == aggregation)]
-    if not found:
-        changed = [name for name, arm in arms.items() if arm.get("method") == method]
-        what = f"{method}" + (f" under {aggregation}" if aggregation else "")
-        hint = (f"; {', '.join(changed)} change(s) its settings, so they are not the paper's row" if changed else "")
-        raise NotRun(f"needs an arm running {what} (add it to compare.arms){hint}")
-    named = [(n, a) for n, a in found if n == method]
-    return (named or found)[0]
-
-
-def finished(arm: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The arm's finished seeds: replicate label -> that seed's results."""
-    return {k: arm["per_seed"][k] for k in arm.get("seeds") or [] if k in (arm.get("per_seed") or {})}
-
-
-Figure = Callable[[dict[str, Any]], "float | None"]
-
-
-def over_seeds(name: str, arm: dict[str, Any], value: Figure) -> dict[str, Any]:
-    """A per-seed figure of one arm: mean and t-interval over its finished seeds (TooFewSeeds below MIN_SEEDS), its
-    sd at least the measurement's own (`FLOORS`)."""
-    runs = [r for r in finished(arm).values() if value(r) is not None]
-    if len(runs) < MIN_SEEDS:
-        raise TooFewSeeds(f"{name} has {len(runs)} finished seed(s) with this figure; a verdict needs "
-                          f"{MIN_SEEDS} or more (rlino compare --seeds 3)")
-    return seed_interval([value(r) for r in runs], FLOORS[value](runs))
-
-
-def paired(a: tuple[str, dict], b: tuple[str, dict], value: Figure) -> dict[str, Any]:
-    """value(a) − value(b) seed by seed over the seeds both finished, with its t-interval over those seeds (sd at
-    least the two measurements' own, taken as independent)."""
-    (na, ra), (nb, rb) = a, b
-    sa, sb = finished(ra), finished(rb)
-    common = [k for k in sa if k in sb and value(sa[k]) is not None and value(sb[k]) is not None]
-    if len(common) < MIN_SEEDS:
-        raise TooFewSeeds(f"{na} and {nb} have {len(common)} finished seed(s) in common; a verdict needs "
-                          f"{MIN_SEEDS} or more (rlino compare --seeds 3)")
-    fa, fb = (FLOORS[value]([s[k] for k in common]) for s in (sa, sb))
-    floor = None if fa is None or fb is None else math.sqrt(fa * fa + fb * fb)
-    return seed_interval([value(sa[k]) - value(sb[k]) for k in common], floor)
-
-
-def accuracy(r: dict[str, Any]) -> float | None:
-    return None if r.get("accuracy") is None else 100 * r["accuracy"]
-
-
-def wrong_slope(r: dict[str, Any]) -> float | None:
-    slope = r.get("length_wrong_slope")
-    return None if slope is None else slope["per_100_steps"]
-
-
-FLOORS: dict[Any, Callable[[list[dict[str, Any]]], float | None]] = {
-    accuracy: lambda runs: None if (f := accuracy_floor(runs)) is None else 100 * f,  # in points, as `accuracy`
-    wrong_slope: lambda runs: slope_floor([r["length_wrong_slope"] for r in runs]),
-}
-"""Per figure, the sd the measurement alone gives one seed's value (`rlino.report.values`)."""
-
-
-def text(fit: dict[str, Any], unit: str = "") -> str:
-    return f"{fit['mean']:+.1f}{unit} [{fit['lo']:+.1f}, {fit['hi']:+.1f}] over {fit['n']} seeds"
+    source: str = PAPER
+    """Where the claim comes from: the paper, or the study a row sets against it."""
 
 
 # ---- the rules -------------------------------------------------------------------------------------------------------
@@ -149,7 +75,8 @@ def _comparable_verdict(a: tuple[str, dict], b: tuple[str, dict]) -> Verdict:
     if fit["lo"] > MARGIN or fit["hi"] < -MARGIN:
         side = "above" if fit["lo"] > MARGIN else "below"
         return Verdict(FAILS, why + f": {a[0]} is {side} {b[0]} by more than {MARGIN:g}", (a[0], b[0]), fit)
-    return Verdict(UNSURE, why + f": the interval crosses ±{MARGIN:g}", (a[0], b[0]), fit)
+    v = Verdict(UNSURE, why + f": the interval crosses ±{MARGIN:g}", (a[0], b[0]), fit)
+    return projected(v, [(fit, abs(abs(fit["mean"]) - MARGIN))])
 
 
 LEARNING_RATE = "train.learning_rate="
@@ -201,7 +128,8 @@ def not_much_below(a_method: str, b_method: str) -> Callable[[dict, dict], Verdi
             return Verdict(HOLDS, why + f", not below −{MARGIN:g}{better}", (a[0], b[0]), fit)
         if fit["hi"] < -MARGIN:
             return Verdict(FAILS, why + f": below {b[0]} by more than {MARGIN:g}", (a[0], b[0]), fit)
-        return Verdict(UNSURE, why + f": the interval crosses −{MARGIN:g}", (a[0], b[0]), fit)
+        v = Verdict(UNSURE, why + f": the interval crosses −{MARGIN:g}", (a[0], b[0]), fit)
+        return projected(v, [(fit, abs(fit["mean"] + MARGIN))])
     return judge
 
 
@@ -219,8 +147,10 @@ def collapses(method: str) -> Callable[[dict, dict], Verdict]:
         if base is not None and fit["lo"] >= base:
             return Verdict(FAILS, why + ": no fall below the base model", (name,), fit)
         fell = base is not None and fit["hi"] < base
-        return Verdict(UNSURE, why + (": below the base model, but not below " if fell else ": the interval crosses ")
-                       + f"{COLLAPSE:g}%", (name,), fit)
+        v = Verdict(UNSURE, why + (": below the base model, but not below " if fell else ": the interval crosses ")
+                    + f"{COLLAPSE:g}%", (name,), fit)
+        m = fit["mean"]  # decided below COLLAPSE (holds) or at or above the base (does not hold); between, never
+        return projected(v, [(fit, COLLAPSE - m if m < COLLAPSE else -1.0 if base is None else m - base)])
     return judge
 
 
@@ -243,7 +173,14 @@ def lengths_grow(arms: dict[str, Any], _: dict) -> Verdict:
         return Verdict(FAILS, why, names, numbers)
     if fits[g[0]]["lo"] > 0 and fits[pn[0]]["lo"] > 0 and below["hi"] < 0:
         return Verdict(HOLDS, why, names, numbers)
-    return Verdict(UNSURE, why, names, numbers)
+    v = Verdict(UNSURE, why, names, numbers)
+    # a mean on the failing side: one interval clearing 0 decides "does not hold"
+    failing = [(f, d) for f, d in ((fits[g[0]], -fits[g[0]]["mean"]), (fits[pn[0]], -fits[pn[0]]["mean"]),
+                                   (fits[p[0]], fits[p[0]]["mean"])) if d > 0]
+    if failing:
+        return projected(v, failing, any_of=True)
+    # else, to hold, grpo's and fisft_pos_neg's slopes must clear 0 upwards and fisft_pos − grpo downwards
+    return projected(v, [(fits[g[0]], fits[g[0]]["mean"]), (fits[pn[0]], fits[pn[0]]["mean"]), (below, -below["mean"])])
 
 
 def _aggregation_cells(arms: dict[str, Any], method: str) -> tuple[tuple[str, dict], list[tuple[str, dict]]]:
@@ -344,6 +281,17 @@ CLAIMS = (
           "paper's later version: within about 1 point on GSM8K at 7–8B)", ("ppo", "grpo"),
           f"the 95% interval over seeds of the paired difference lies within ±{MARGIN:g} points (holds) or wholly "
           "outside (does not hold)", comparable("ppo", "grpo")),
+    Claim("nsr_collapses", "Negatives only collapses with the clipped ratio too: NSR (−1 on wrong responses, 0 on "
+          "correct, PPO's clip, token-mean) falls to near 0 as F-ISFT− does (the counter-claim: it does not)",
+          ("nsr",), f"the interval over seeds of the accuracy lies below {COLLAPSE:g}% (holds), or at or above the "
+          "base model's accuracy (does not hold)", collapses("nsr"), source=ZHU),
+    Claim("nsr_matches_grpo", "NSR reaches accuracy comparable to GRPO or above (MATH pass@1 75.7 against 76.3 at 7B)",
+          ("nsr", "grpo"), f"the interval of the paired difference lies above −{MARGIN:g} points (holds) or wholly "
+          f"below it (does not hold)", not_much_below("nsr", "grpo"), source=ZHU),
+    Claim("w_reinforce_matches_grpo", "W-REINFORCE (λ = 0.1 on correct, −1 on wrong responses) reaches accuracy "
+          "comparable to GRPO or above (76.6 against 76.3)", ("w_reinforce", "grpo"), f"the interval of the paired "
+          f"difference lies above −{MARGIN:g} points (holds) or wholly below it (does not hold)",
+          not_much_below("w_reinforce", "grpo"), source=ZHU),
 )
 
 
@@ -360,6 +308,6 @@ def judge_claims(arms: dict[str, Any], equivalence: dict[str, Any] | None = None
             v = Verdict(NOT_RUN, str(e))
         except TooFewSeeds as e:
             v = Verdict(UNSURE, str(e))
-        out.append({"id": claim.id, "claim": claim.text, "verdict": v.verdict, "why": v.why, "rule": claim.rule,
-                    "arms": list(v.arms), "numbers": v.numbers})
+        out.append({"id": claim.id, "claim": claim.text, "source": claim.source, "verdict": v.verdict, "why": v.why,
+                    "rule": claim.rule, "arms": list(v.arms), "numbers": v.numbers})
     return out

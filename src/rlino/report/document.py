@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rlino.report.claims import PAPER
 from rlino.report.read import ArmRun, Compare
 from rlino.report.values import DASH, acc_ci, fmt, pct, trend
 
@@ -99,14 +100,15 @@ def _seed_cell(run: dict[str, Any] | None, unfinished: bool) -> str:
 
 def _scorecard(results: dict[str, Any]) -> list[Block]:
     """The paper's claims, each with its verdict, the numbers behind it and the rule (report/claims.py)."""
-    rows = [[str(i), c["claim"], c["verdict"], c["why"], c["rule"]]
-            for i, c in enumerate(results.get("claims") or [], 1)]
+    rows = [[str(i), c["claim"] + ("" if c.get("source", PAPER) == PAPER else f" [{c['source']}]"), c["verdict"],
+             c["why"], c["rule"]] for i, c in enumerate(results.get("claims") or [], 1)]
     return [Heading(2, "The paper's claims: scorecard"),
-            Table(["#", "claim (arXiv 2505.13697)", "verdict", "the numbers", "rule"], rows),
+            Table(["#", f"claim ({PAPER}, or the study in brackets)", "verdict", "the numbers", "rule"], rows),
             Para("Intervals are 95% t-intervals over seeds of per-seed figures (differences are taken seed by seed: "
                  "the arms of one seed share prompts and sampling noise). One seed is an anecdote: every claim "
                  "that rests on seeds is inconclusive with fewer than two. \"Not run\" says which arm or file to "
-                 "add.")]
+                 "add. An inconclusive verdict states how many seeds would likely decide it if the means and spreads "
+                 "stayed as measured: a projection, not a result.")]
 
 
 def _slope_cell(slope: dict[str, Any] | None) -> str:
