@@ -80,8 +80,12 @@ def assert_same_run(one: Path, two: Path, initial: dict[str, torch.Tensor]) -> N
                                     ["method.name=ppo", "method.beta=0.01", "train.steps=2", "train.sharding=fsdp"],
                                     # two optimizer steps per batch: the ratio to the sampling-time policy and its
                                     # clip, on sharded weights
-                                    ["method.name=grpo", "method.epochs_per_batch=2", "train.sharding=fsdp"]],
-                         ids=["grpo", "fisft_pos_neg", "ppo", "ppo-fsdp", "grpo-epochs2-fsdp"])
+                                    ["method.name=grpo", "method.epochs_per_batch=2", "train.sharding=fsdp"],
+                                    # PPO mini-batches: each part's counts summed over the ranks, π_old of the
+                                    # second part read before the first optimizer step, on sharded weights
+                                    ["method.name=nsr", "method.mini_batches=2", "train.prompts_per_step=4",
+                                     "train.sharding=fsdp"]],
+                         ids=["grpo", "fisft_pos_neg", "ppo", "ppo-fsdp", "grpo-epochs2-fsdp", "nsr-minibatches2-fsdp"])
 def test_two_ranks_match_one_process(tmp_path, method):
     sets = COMMON + ["train.steps=1"] + method
     train(SMOKE, sets, out=tmp_path / "one")

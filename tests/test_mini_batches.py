@@ -76,7 +76,7 @@ def max_diff(a, b):
 def test_mini_batches_are_optimizer_steps_on_parts_with_the_sampling_policy_as_pi_old(sharp, name):
     rollout, rewards = batch_of(sharp)
     method = dataclasses.replace(METHODS[name], mini_batches=2)
-    parts = [list(range(0, 8)), list(range(8, 12))]  # 3 groups in 2 parts: the first one group longer
+    parts = [list(range(0, 4)) + list(range(8, 12)), list(range(4, 8))]  # prompt p in part p mod 2
     model, stats = by_update(sharp, method, rollout, rewards)
     assert max_diff(model, by_hand(sharp, method, rollout, rewards, parts)) < 1e-6
     assert stats.sums["clip"] > 0  # the second part's ratio moved far enough for the clip to bind

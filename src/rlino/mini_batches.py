@@ -1,6 +1,6 @@
 """PPO mini-batches: a step's groups in parts, one optimizer step each (`method.mini_batches`).
 
-    parts = split_parts(...)   the step's prompt groups in M consecutive parts (all of them when M = 1)
+    parts = split_parts(...)   the step's prompt groups in M parts, prompt p in part p mod M (one part when M = 1)
     for part in parts:         one optimizer step each, the loss normalised by the part's own counts
                                (responses, tokens: over all ranks), π_old = the policy that sampled the batch
 
@@ -39,14 +39,15 @@ class Part:
     old_logps: list
 
 
-def group_rows(num_rows: int, group_size: int, parts: int) -> list[torch.Tensor]:
-    """This rank's row indices in `parts` runs of whole groups, as even as they come (earlier parts one group
-    longer when they do not divide evenly); every part needs a group."""
-    groups = torch.arange(num_rows // group_size).tensor_split(parts)
-    if any(len(g) == 0 for g in groups):
+def group_rows(prompts: range, group_size: int, parts: int) -> list[torch.Tensor]:
+    """This rank's row indices per part, for its prompts (their indices in the step, a contiguous block): prompt p
+    goes to part p mod `parts`, so the parts are the same on any number of ranks (the step one process would take).
+    Every rank needs a prompt in every part: `parts` consecutive prompts or more."""
+    if len(prompts) < parts:
         raise RlinoError(f"method.mini_batches = {parts} needs at least as many prompts a step on each process; "
-                         f"this one has {num_rows // group_size} (train.prompts_per_step over the ranks)")
-    return [torch.arange(int(g[0]) * group_size, (int(g[-1]) + 1) * group_size) for g in groups]
+                         f"this one has {len(prompts)} (train.prompts_per_step over the ranks)")
+    return [torch.cat([torch.arange(g * group_size, (g + 1) * group_size)
+                       for g, p in enumerate(prompts) if p % parts == j]) for j in range(parts)]
 
 
 def split_parts(model: torch.nn.Module, ref_model: torch.nn.Module | None,
@@ -55,7 +56,7 @@ def split_parts(model: torch.nn.Module, ref_model: torch.nn.Module | None,
     """The step's batch (`step.Batch`) in `method.mini_batches` parts, each with its micro-batches, its counts over
     all ranks, its reference log-probs and, after the first part, π_old's."""
     rollout = batch.rollout
-    rows = group_rows(len(batch.rows), cfg.train.group_size, method.mini_batches)
+    rows = group_rows(world.share(len(batch.items)), cfg.train.group_size, method.mini_batches)
     mask = rollout.completion_mask.cpu()
     counts = world.sum_floats(*(x for r in rows for x in (float(len(r)), float(mask[r].sum()))))
     parts = []
