@@ -1,4 +1,5 @@
 import os
+import signal
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -9,6 +10,45 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+SESSION = f"RLINO_TEST_SESSION={os.getpid()}-{os.urandom(4).hex()}"
+"""Marks every process the tests start, however they start it (subprocess, torchrun's ranks in sessions of their
+own, compare's spawned workers): each inherits the environment, and /proc/PID/environ keeps what it started with."""
+os.environ[SESSION.split("=")[0]] = SESSION.split("=", 1)[1]
+
+
+def processes_left() -> list[tuple[int, str]]:
+    """(pid, command line) of every process still running that a test of this session started, however deep: found by
+    the mark in its environment, not by parentage (a rank whose launcher died belongs to no one). The pytest process
+    itself and multiprocessing's resource tracker (it lives as long as the session) are not counted."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            marked = SESSION.encode() in (entry / "environ").read_bytes().split(b"\0")
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # gone, or not ours to read
+            continue
+        if marked and command and "resource_tracker" not in command:
+            out.append((int(entry.name), command))
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_process_outlives_its_test():
+    """After every test, passing or failing: SIGKILL to any process it started that still runs, then an error naming
+    them (a test must end what it starts; a failed FSDP test once left its ranks asleep for good)."""
+    yield
+    left = processes_left()
+    for pid, _ in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if left:
+        pytest.fail("processes left running by this test (now killed): "
+                    + "; ".join(f"{pid}: {cmd[:160]}" for pid, cmd in left), pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -265,3 +266,25 @@ def test_fsdp_killed_during_a_sharded_save_resumes_from_the_last_complete_checkp
     assert_same_run(tmp_path / "one", tmp_path / "two", load_embedded("embedded:tiny", seed=0)[0].state_dict())
     assert_sharded(ckpts / "step-000003", ["policy"])
     assert not (ckpts / "step-000002.tmp").exists()
+
+
+def test_a_process_a_test_leaves_running_is_found_by_its_mark():
+    """The guard after every test (conftest.no_process_outlives_its_test) finds a process by the mark in its
+    environment: here a grandchild in a session of its own whose parent has exited, as torchrun's ranks are after
+    their launcher is killed. Once killed it is no longer listed."""
+    import signal
+
+    from conftest import processes_left
+
+    code = ("import subprocess as s; print(s.Popen(['sleep', '120'], start_new_session=True, stdin=s.DEVNULL, "
+            "stdout=s.DEVNULL, stderr=s.DEVNULL).pid)")
+    pid = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    try:
+        assert [cmd for p, cmd in processes_left() if p == pid] == ["sleep 120"]
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    for _ in range(100):  # the kernel drops it once its new parent (init) reaps it
+        if pid not in dict(processes_left()):
+            break
+        time.sleep(0.05)
+    assert pid not in dict(processes_left())
