@@ -164,10 +164,12 @@ def _equivalence(args) -> None:
 def _methods_table() -> str:
     from rlino.objectives import METHODS
 
-    rows = ["| name | weights | aggregation | ratio + clip | KL β |", "|---|---|---|---|---|"]
+    rows = ["| name | weights | aggregation | ratio + clip | KL β | optimizer steps a batch |",
+            "|---|---|---|---|---|---|"]
     for m in METHODS.values():
         clip = f"yes ({m.clip_eps}, {m.clip_eps_high})" if m.clip else "no"
-        rows.append(f"| {m.name} | {m.weights} | {m.aggregation} | {clip} | {m.beta} |")
+        weights = m.weights + (f" (λ = {m.pos_weight})" if m.pos_weight != 1 else "")
+        rows.append(f"| {m.name} | {weights} | {m.aggregation} | {clip} | {m.beta} | {m.mini_batches} |")
     return "\n".join(rows)
 
 
