@@ -432,6 +432,25 @@ def test_methods_config_runs_every_row_and_gives_the_critic_section_to_ppo_only(
         load_compare_config(None, [one_arm])
 
 
+def test_negative_reinforcement_config_gives_claim_3_and_its_counter_claims_their_arms():
+    """configs/negative-reinforcement.toml: the main job's settings and seeds (only the arms differ), and every claim
+    that reads accuracies or lengths of the default's four arms and of psr / nsr / w_reinforce has its arms."""
+    from rlino.arms import replicates
+    from rlino.report.claims import judge_claims
+
+    root = Path(__file__).parents[1]
+    raw, shared, arms = load_compare_config(root / "configs" / "negative-reinforcement.toml", [])
+    _, default, _ = load_compare_config(None, [])
+    assert shared == default and len(replicates(raw["compare"], shared.train.seed)) == 5
+    fake = {a.name: {"method": a.method, "aggregation": "seq-mean-token-mean", "overrides": list(a.overrides),
+                     "seeds": [], "per_seed": {}} for a in arms}
+    not_run = [c["id"] for c in judge_claims(fake) if c["verdict"] == "not run"]
+    assert not_run == ["aggregation_causes_growth", "fisft_adv_is_grpo_no_kl", "grpo_no_kl_matches_grpo",
+                       "ppo_matches_grpo"]
+    rates = {a.name: a.config(shared).train.learning_rate for a in arms}
+    assert rates["nsr@1e-4"] == rates["fisft_neg@1e-4"] == rates["grpo@1e-4"] == 1e-4 and rates["nsr"] == 2e-4
+
+
 def test_ppo_vs_grpo_config_gives_claim_8_its_arms():
     from rlino.arms import replicates
     from rlino.report.claims import judge_claims
