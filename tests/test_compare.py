@@ -259,6 +259,12 @@ def test_eval_matches_the_trainers_own_evaluation(tmp_path, capsys):
     assert main(["eval", "--model", str(final), "--config", str(run / "config.toml"), "--k", "4",
                  "--json", str(out)]) == 0
     assert json.loads(out.read_text())["first_sample_accuracy"] == trainer_acc
+    # and a compare config's shared settings (the same run's, with a [compare] table)
+    compare_toml = tmp_path / "compare.toml"
+    shared = (run / "config.toml").read_text().replace('[method]\nname = "grpo"\n', "[method]\n")
+    compare_toml.write_text(shared + '\n[compare]\narms = ["grpo"]\nseeds = 1\n')
+    assert main(["eval", "--model", str(final), "--config", str(compare_toml), "--k", "4", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["first_sample_accuracy"] == trainer_acc
     assert main(["eval", "--model", str(final)]) == 2
     assert "needs --task NAME or --config FILE" in capsys.readouterr().err
 

@@ -92,6 +92,7 @@ def _compare(args) -> None:
 
 
 def _eval(args) -> None:
+    from rlino.compare import load_run_or_compare
     from rlino.config import eval_max_new_tokens, load_config, sampling_autocast
     from rlino.evaluate import evaluate_k
     from rlino.files import write_json
@@ -101,7 +102,8 @@ def _eval(args) -> None:
 
     if args.k < 1:
         raise RlinoError(f"--k must be >= 1, got {args.k}")
-    cfg = load_config(args.config, args.overrides)
+    # a run's config, or a compare config's shared settings (the base model of a comparison is evaluated on them)
+    cfg = load_run_or_compare(args.config, args.overrides)[0] if args.config else load_config(None, args.overrides)
     cfg.model.name_or_path = args.model
     if args.task:
         if args.task != cfg.task.name:
