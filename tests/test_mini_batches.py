@@ -87,6 +87,15 @@ def test_mini_batches_are_optimizer_steps_on_parts_with_the_sampling_policy_as_p
     assert max_diff(model, unclipped) > 1e-4  # the clip acted on the second part
 
 
+def test_one_mini_batch_is_one_step_on_the_whole_batch(sharp):
+    """The rows without mini-batches (every row but psr, nsr, w_reinforce): one optimizer step on all groups."""
+    rollout, rewards = batch_of(sharp)
+    method = METHODS["grpo_no_kl"]
+    model, stats = by_update(sharp, method, rollout, rewards)
+    assert method.mini_batches == 1 and stats.sums["clip"] == 0
+    assert max_diff(model, by_hand(sharp, method, rollout, rewards, [list(range(12))])) < 1e-6
+
+
 def test_epochs_and_mini_batches_compose(sharp):
     rollout, rewards = batch_of(sharp)
     method = dataclasses.replace(METHODS["nsr"], mini_batches=3, epochs_per_batch=2)
