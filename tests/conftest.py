@@ -17,10 +17,15 @@ own, compare's spawned workers): each inherits the environment, and /proc/PID/en
 os.environ[SESSION.split("=")[0]] = SESSION.split("=", 1)[1]
 
 
+SESSION_HELPERS = ("multiprocessing.resource_tracker", "rlino/tasks/symbolic_worker.py")
+"""Processes that live as long as the session by design and are closed at its exit: multiprocessing's resource
+tracker and the math grader's worker (`rlino.tasks.symbolic`'s pool, reused from call to call)."""
+
+
 def processes_left() -> list[tuple[int, str]]:
     """(pid, command line) of every process still running that a test of this session started, however deep: found by
     the mark in its environment, not by parentage (a rank whose launcher died belongs to no one). The pytest process
-    itself and multiprocessing's resource tracker (it lives as long as the session) are not counted."""
+    itself and the SESSION_HELPERS are not counted."""
     out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -30,7 +35,7 @@ def processes_left() -> list[tuple[int, str]]:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:  # gone, or not ours to read
             continue
-        if marked and command and "resource_tracker" not in command:
+        if marked and command and not any(helper in command for helper in SESSION_HELPERS):
             out.append((int(entry.name), command))
     return out
 
