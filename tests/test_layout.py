@@ -137,3 +137,23 @@ def test_the_checks_see_a_violation():
     assert "rlino.run_folder" in GRAPH["rlino.report.read"]
     assert "rlino.trainer" in GRAPH["rlino.compare"]  # a lazy import inside a function
     assert any(dep.startswith("rlino.report.") for dep in GRAPH["rlino.report"])
+
+
+def test_every_mutation_of_the_mutation_check_still_matches_the_code():
+    """tools/mutation_check.py applies each mutation by exact text, found exactly once; a refactor that moves the
+    line makes that mutation test nothing until someone runs the (slow, not in CI) check. Caught here instead."""
+    import importlib.util
+    import sys
+
+    path = SRC.parents[1] / "tools" / "mutation_check.py"
+    spec = importlib.util.spec_from_file_location("mutation_check", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    root = SRC.parents[1]
+    stale = [(m.name, m.file, (root / m.file).read_text().count(m.old)) for m in module.MUTATIONS
+             if (root / m.file).read_text().count(m.old) != 1]
+    assert stale == [], "mutations whose text is not found exactly once (name, file, count): rewrite them"
+    for m in module.MUTATIONS:
+        for test in m.tests:
+            assert (root / test.split("::")[0]).is_file(), (m.name, test)
