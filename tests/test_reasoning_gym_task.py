@@ -275,3 +275,24 @@ def test_a_config_file_with_a_dataset_options_table_and_a_set_override(tmp_path)
         assert len(re.findall(r"\d+", item.question)) == 3 and max(map(int, re.findall(r"\d+", item.question))) < 10
     save_config(cfg, tmp_path / "saved.toml")  # what a run folder keeps loads back the same
     assert load_config(tmp_path / "saved.toml").task.options == cfg.task.options
+
+
+@pytest.mark.parametrize("answer_format,expected", [
+    # completions: bare arithmetic, tags then a later number, a box, a thousands comma and a float, no answer
+    ("tags", [0, 1, 0, 0, 0]),
+    ("tags-or-last-number", [1, 1, 1, 1, 0]),
+    ("last-number", [1, 0, 1, 1, 0]),
+    ("boxed", [0, 0, 1, 0, 0]),
+])
+def test_answer_formats_read_where_the_model_writes(answer_format: str, expected: list[int]) -> None:
+    """Models that never write <answer> tags (SmolLM2-135M-Instruct writes "1 + 8 = 9") are scored by the last
+    number or box when asked; the gold answer is the question's own sum (the oracle), never the task's."""
+    task = chain_sum(answer_format=answer_format, dataset_options={"min_terms": 2, "max_terms": 2, "min_digits": 3,
+                                                                    "max_digits": 3})
+    item = next(i for i in task.items("train") if true_sum(i.question) >= 1000)
+    gold = true_sum(item.question)
+    completions = [f"{item.question} {gold}", f"<answer>{gold}</answer> and then {gold + 1}",
+                   f"The total is \\boxed{{{gold}}}.", f"Total: {gold:,}.0", "I cannot say."]
+    assert [task.score(c, item) for c in completions] == expected
+    with pytest.raises(RlinoError, match="answer_format' must be one of .*did you mean 'boxed'"):
+        chain_sum(answer_format="boxd")

@@ -380,6 +380,10 @@ MUTATIONS: list[Mutation] = [
       "if t_quantile_975(n - 1) * sd / math.sqrt(n) < distance), None)", "if sd / math.sqrt(n) < distance), None)",
       ("tests/test_claims.py::test_an_inconclusive_verdict_projects_the_seeds_that_would_decide_it",),
       "the seeds projected to decide a claim are about 4 times too few"),
+    M("gym_answer_format_ignored", "src/rlino/tasks/gym.py",
+      "answer = read_answer(completion, self.options.answer_format)", "answer = extract_answer(completion)",
+      ("tests/test_reasoning_gym_task.py::test_answer_formats_read_where_the_model_writes",),
+      "a model that never writes <answer> tags scores 0 on every item whatever task.options.answer_format says"),
 ]
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlino.errors import RlinoError, did_you_mean
+from rlino.tasks.answers import boxed_answer, format_number, last_boxed, last_number, parse_number
 from rlino.tasks.options import build_options
 from rlino.tasks.sources import check_split
 from rlino.typed import Mismatch, coerce, type_name
@@ -57,6 +58,11 @@ REFUSED = {
     "intermediate_integration": _SYMPY_EVAL,
     "polynomial_multiplication": _SYMPY_EVAL,
 }
+ANSWER_FORMATS = ("tags", "tags-or-last-number", "last-number", "boxed")
+"""tags: the last <answer></answer> pair (reasoning-gym's own reading); tags-or-last-number: that, else the last number
+of the response (for models that never write the tags, e.g. SmolLM2-135M-Instruct); last-number: the last number
+only; boxed: the last non-empty \\boxed{} (the math tasks' reading)."""
+
 # Scorers that eval the model's answer only to give partial credit; their module's `eval` is made to raise.
 EVAL_FOR_PARTIAL_CREDIT = ("binary_matrix", "n_queens", "spiral_matrix", "string_insertion")
 
@@ -71,6 +77,7 @@ class GymOptions:
     test_size: int = 500  # test items generated, before those repeating a question are dropped
     seed: int = 0  # derives the seeds of reasoning-gym's train and test streams
     prompt_template: str = DEFAULT_PROMPT  # placeholder {question}
+    answer_format: str = "tags"  # where the answer is read: one of ANSWER_FORMATS (`read_answer`)
 
     def __post_init__(self) -> None:
         def bad(option: str, why: str) -> RlinoError:
@@ -84,6 +91,9 @@ class GymOptions:
             raise bad("test_size", "must be >= 0")
         if "{question}" not in self.prompt_template:
             raise bad("prompt_template", "must contain {question}")
+        if self.answer_format not in ANSWER_FORMATS:
+            raise bad("answer_format", f"must be one of {', '.join(ANSWER_FORMATS)}"
+                      f"{did_you_mean(self.answer_format, ANSWER_FORMATS)}")
 
 
 @dataclass(frozen=True)
@@ -131,7 +141,7 @@ class GymTask:
         Partial credit scores 0.0, as do a completion without the tags, an answer longer than ``MAX_ANSWER_CHARS``
         (or twice the gold answer) and a scorer that raises on odd text.
         """
-        answer = extract_answer(completion)
+        answer = read_answer(completion, self.options.answer_format)
         if answer is None or len(answer) > max(MAX_ANSWER_CHARS, 2 * len(item.answer or "")):
             return 0.0
         return 1.0 if self.raw_score(answer, item) >= FULL_MARKS else 0.0
@@ -196,6 +206,22 @@ class GymTask:
             f"all {size} test questions of dataset {self.options.dataset!r} are train questions or repeats: its "
             "dataset_options allow few distinct questions; lower train_size or widen the dataset_options"
         )
+
+
+def read_answer(completion: str, answer_format: str) -> str | None:
+    """The answer a completion gives under one of ANSWER_FORMATS, or None when it gives none. A number read from
+    free text or a box is written plainly ("1,000" and "1000.0" as "1000"), as the datasets' gold answers are."""
+    if answer_format in ("tags", "tags-or-last-number"):
+        tagged = extract_answer(completion)
+        if tagged is not None or answer_format == "tags":
+            return tagged
+    if answer_format == "boxed":
+        box = last_boxed(completion)
+        number = None if box is None else boxed_answer(box).strip()
+    else:
+        number = last_number(completion)
+    value = None if number is None else parse_number(number)
+    return number if value is None else format_number(value)
 
 
 def extract_answer(completion: str) -> str | None:
