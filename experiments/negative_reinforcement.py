@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from statistics import fmean
 
+from rlino.report.evidence import finished
 from rlino.run_folder import METRICS
 from rlino.stats import seed_interval
 
@@ -26,10 +27,6 @@ PAIRS = (("nsr", "fisft_neg", "all four differences: clip, four mini-batches, to
          ("nsr@1e-4", "fisft_neg@1e-4", "at lr 1e-4: all four differences"),
          ("nsr", "grpo", "NSR against GRPO"), ("w_reinforce", "grpo", "W-REINFORCE against GRPO"),
          ("psr", "fisft_pos", "PSR against F-ISFT+"), ("nsr@1e-4", "grpo@1e-4", "at lr 1e-4: NSR against GRPO"))
-
-
-def seeds(arm: dict) -> dict[str, dict]:
-    return {k: v for k, v in (arm.get("per_seed") or {}).items() if v.get("steps") == v.get("planned_steps")}
 
 
 def clip_share(folder: Path, arm: str) -> tuple[float, float] | None:
@@ -57,7 +54,7 @@ def main() -> None:
     print("| arm | accuracy % [95% CI] | vs base | per seed | wrong length at the end | wrong-length slope / 100 "
           "steps | tokens clipped (below 1 − ε) |\n|---|---|---|---|---|---|---|")
     for name, arm in arms.items():
-        runs = seeds(arm)
+        runs = finished(arm)
         acc = seed_interval([100 * r["accuracy"] for r in runs.values()])
         slopes = [r["length_wrong_slope"]["per_100_steps"] for r in runs.values() if r.get("length_wrong_slope")]
         slope = cell(seed_interval(slopes)) if len(slopes) > 1 else "—"
@@ -71,7 +68,7 @@ def main() -> None:
     for a, b, what in PAIRS:
         if a not in arms or b not in arms:
             continue
-        ra, rb = seeds(arms[a]), seeds(arms[b])
+        ra, rb = finished(arms[a]), finished(arms[b])
         common = [k for k in ra if k in rb]
         acc = seed_interval([100 * (ra[k]["accuracy"] - rb[k]["accuracy"]) for k in common])
         sl = [ra[k]["length_wrong_slope"]["per_100_steps"] - rb[k]["length_wrong_slope"]["per_100_steps"]

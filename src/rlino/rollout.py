@@ -105,7 +105,8 @@ class Rollout:
         """The rows (all, or the given indices) in micro-batches of at most `size`.
 
         Rows are grouped by response length and each micro-batch is cut to the padding its own rows need, so little
-        compute goes to padding. This never changes the update: losses use whole-step normalisers.
+        compute goes to padding. This never changes the update: losses use the normalisers of the whole step (of its
+        PPO mini-batch, `rlino.mini_batches`).
         """
         rows = torch.arange(len(self.lengths)) if rows is None else rows.cpu()
         order = rows[torch.argsort(self.lengths.cpu()[rows], stable=True)].to(self.completion_ids.device)
