@@ -479,3 +479,22 @@ def test_an_arm_that_sets_gae_weights_gets_the_shared_critic_section():
     _, shared, parsed = load_compare_config(None, [arms, "critic.lam=0.9"])
     plain, with_gae = (a.config(shared) for a in parsed)
     assert (plain.critic.lam, with_gae.critic.lam) == (0.95, 0.9)
+
+
+def test_train_one_arm_of_a_compare_config_alone(small, tmp_path, capsys):
+    """`rlino train COMPARE.toml --arm NAME --set train.seed=1` trains that arm (its method and its own `set`) on the
+    shared settings: the same run, log row for log row, as the comparison's seed-1 of that arm."""
+    cfg, done, _ = small
+    out = tmp_path / "one-arm"
+    assert main(["train", str(cfg), "--arm", "fisft_pos_neg_tokmean", "--set", "train.seed=1", "--out", str(out)]) == 0
+    assert untimed(jsonl(out / "metrics.jsonl")) == untimed(
+        jsonl(done / "runs" / "fisft_pos_neg_tokmean" / "seed-1" / "metrics.jsonl"))
+    capsys.readouterr()
+    for argv, message in [
+        (["train", str(cfg)], "compare config of 2 arms: name one with --arm (grpo, fisft_pos_neg_tokmean)"),
+        (["train", str(cfg), "--arm", "grp"], "--arm 'grp' is not an arm of"),
+        (["train", str(out / "config.toml"), "--arm", "grpo"], "is a run config; --arm picks an arm"),
+        (["train", "--resume", str(out), "--arm", "grpo"], "leave out --arm"),
+    ]:
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err

@@ -16,15 +16,36 @@ def _add_set(p: argparse.ArgumentParser) -> None:
                    help="override a config value (repeatable), e.g. --set method.name=fisft_pos --set train.steps=50")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rlino", description="Outcome-reward post-training: GRPO and Filtered "
-                                     "Iterative SFT as rows of one loop.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _train_parser(sub) -> None:
     t = sub.add_parser("train", help="run the on-policy loop for one method")
     t.add_argument("config", nargs="?", help="TOML config (optional with --resume: the run folder's config is used)")
     _add_set(t)
     t.add_argument("--out", help="run folder (default: runs/METHOD-TIMESTAMP)")
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last complete checkpoint")
+    t.add_argument("--arm", help="with a compare config: train this one of its arms (its seed: --set train.seed=N)")
+
+
+def _train(args) -> None:
+    from rlino.compare import is_compare_config, train_arm
+    from rlino.trainer import train
+
+    if args.config is None and args.resume is None and args.arm is None:
+        raise RlinoError("rlino train needs a CONFIG file (or --resume DIR)")
+    if args.resume is not None and args.arm is not None:
+        raise RlinoError("--resume DIR continues the run in DIR with its own config; leave out --arm")
+    if args.resume is None and (args.arm is not None or is_compare_config(args.config)):
+        final = train_arm(args.config, args.overrides, args.arm, out=args.out)
+    else:
+        final = train(args.config, args.overrides, out=args.out, resume=args.resume)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the run
+        print(f"final model: {final}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlino", description="Outcome-reward post-training: GRPO and Filtered "
+                                     "Iterative SFT as rows of one loop.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
     c = sub.add_parser("compare", help="run several arms under identical conditions and write a report")
     c.add_argument("config", nargs="?", help="TOML compare config (default: the embedded Countdown comparison)")
     _add_set(c)
@@ -190,13 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     try:
         if args.command == "train":
-            from rlino.trainer import train
-
-            if args.config is None and args.resume is None:
-                raise RlinoError("rlino train needs a CONFIG file (or --resume DIR)")
-            final = train(args.config, args.overrides, out=args.out, resume=args.resume)
-            if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the run
-                print(f"final model: {final}")
+            _train(args)
         elif args.command == "compare":
             _compare(args)
         elif args.command == "eval":

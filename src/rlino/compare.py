@@ -15,6 +15,7 @@ steps and the same held-out items evaluated at the same steps. With `compare.see
 from __future__ import annotations
 
 import shutil
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from rlino.config import (
     load_config,
     sampling_autocast,
 )
-from rlino.errors import RlinoError
+from rlino.errors import RlinoError, did_you_mean
 from rlino.files import parse_toml, read_json, read_toml, write_json
 from rlino.run_folder import CompareFolder
 
@@ -77,19 +78,46 @@ def load_compare_config(path: str | Path | None, overrides: list[str], quick: bo
     return {"compare": compare, **data}, shared, arms
 
 
+def is_compare_config(path: str | Path | None) -> bool:
+    """Whether `path` holds a compare config (a [compare] table); None is the packaged comparison."""
+    if path is None:
+        return True
+    try:
+        return Path(path).is_file() and "compare" in read_toml(path)
+    except RlinoError:
+        return False  # load_config reports it
+
+
 def load_run_or_compare(path: str | Path | None, overrides: list[str]) -> tuple[Config, list[Arm]]:
     """A run config (and no arms) or a compare config (its shared settings and arms), told apart by a [compare]
     table; None is the packaged comparison."""
-    is_compare = path is None
-    if path is not None and Path(path).is_file():
-        try:
-            is_compare = "compare" in read_toml(path)
-        except RlinoError:
-            pass  # load_config reports it
-    if is_compare:
+    if is_compare_config(path):
         _, shared, arms = load_compare_config(path, overrides)
         return shared, arms
     return load_config(path, overrides), []
+
+
+def train_arm(path: str | Path | None, overrides: list[str], arm_name: str | None,
+              out: str | Path | None = None) -> Path:
+    """`rlino train COMPARE.toml --arm NAME`: one arm of a comparison alone, on the shared settings (the seed is
+    train.seed's; a comparison's seed k is train.seed + k). Returns the final model's folder."""
+    from rlino.trainer import Run
+
+    if path is not None and not is_compare_config(path):
+        raise RlinoError(f"--arm {arm_name}: {path} is a run config; --arm picks an arm of a compare config (one with "
+                         "a [compare] table)")
+    _, shared, arms = load_compare_config(path, overrides)
+    names = [a.name for a in arms]
+    if arm_name is None and len(arms) > 1:
+        raise RlinoError(f"{path or 'the default comparison'} is a compare config of {len(arms)} arms: name one with "
+                         f"--arm ({', '.join(names)}), or run them all with rlino compare")
+    if arm_name is not None and arm_name not in names:
+        raise RlinoError(f"--arm {arm_name!r} is not an arm of {path or 'the default comparison'} (its arms: "
+                         f"{', '.join(names)}){did_you_mean(arm_name, names)}")
+    arm = arms[names.index(arm_name)] if arm_name is not None else arms[0]
+    if out is None:
+        out = Path("runs") / f"{arm.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Run(arm.config(shared), out).fit()
 
 
 def replicate_config(cfg: Config, rep: Replicate) -> Config:
