@@ -19,7 +19,7 @@ MAX_FUNCTION_LINES = 60
 LAYERS = {
     "rlino.errors": 0, "rlino.stats": 0,
     "rlino.typed": 1, "rlino.files": 1, "rlino.schedule": 1, "rlino.trackers": 1,
-    "rlino.config": 2, "rlino.run_folder": 2, "rlino.plan_memory": 2, "rlino.checks": 3,
+    "rlino.config": 2, "rlino.run_folder": 2, "rlino.plan_memory": 2, "rlino.checks": 3, "rlino.progress": 3,
     "rlino.tasks": 3, "rlino.distributed": 3,
     "rlino.embedded": 4, "rlino.gguf": 3,
     "rlino.models": 5, "rlino.lora": 5, "rlino.engine": 5, "rlino.prompts": 5, "rlino.sharding": 5,

@@ -222,6 +222,9 @@ def _worker(path: str, arm: Arm, rep: Replicate, cfg: dict[str, Any], threads: i
     return time.perf_counter() - t0
 
 
+POLL_S = 2.0  # seconds between looks at the run folders for the progress line
+
+
 def run_units(folder: CompareFolder, units: list[tuple[Arm, Replicate, Config]], workers: int, log=print) -> None:
     """Train every (arm, seed) run not finished yet: in this process, or `workers` at a time in worker processes
     that share the CPU cores (each run's numbers do not depend on which; tests/test_compare.py checks it)."""
@@ -237,33 +240,35 @@ def run_units(folder: CompareFolder, units: list[tuple[Arm, Replicate, Config]],
         return
     import multiprocessing
     import os
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from rlino.progress import CompareProgress
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = max(1, cores // workers)
     log(f"training {len(todo)} runs, {workers} at a time ({threads} thread(s) each)")
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_worker, str(folder.path), arm, rep, config_to_dict(cfg), threads): (arm, rep)
-                   for arm, rep, cfg in todo}
-        took: dict[str, list[float]] = {}
-        left = [arm.name for arm, _, _ in todo]
-        for done, future in enumerate(as_completed(futures), 1):
-            arm, rep = futures[future]
-            seconds = future.result()
-            took.setdefault(arm.name, []).append(seconds)
-            left.remove(arm.name)
-            eta = time_left(took, left, workers)
-            log(f"{arm.name} {rep.label}: finished in {seconds:.0f} s ({done} of {len(todo)})"
-                + (f", about {eta / 60:.0f} min left" if left else ""))
+    progress = CompareProgress([(folder.run(a.name, r.label).path, c.train.steps, resume_step(folder, a, r))
+                                for a, r, c in todo], log=log)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_worker, str(folder.path), arm, rep, config_to_dict(cfg), threads): (arm, rep)
+                       for arm, rep, cfg in todo}
+            pending, done = set(futures), 0
+            while pending:
+                finished, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
+                progress.poll()
+                for future in finished:
+                    arm, rep = futures[future]
+                    seconds, done = future.result(), done + 1
+                    progress.write(f"{arm.name} {rep.label}: finished in {seconds:.0f} s ({done} of {len(todo)})")
+    finally:
+        progress.close()
 
 
-def time_left(took: dict[str, list[float]], left: list[str], workers: int) -> float:
-    """Seconds until the runs of `left` (arm names, one per run) are done, `workers` at a time: each run costs its
-    arm's mean so far (the arms differ: a collapsing arm's long responses cost twice a stable one's), or the mean of
-    every finished run for an arm not seen yet. The runs in progress are counted whole, so it errs high."""
-    seen = [t for times in took.values() for t in times]
-    overall = sum(seen) / len(seen)
-    return sum(sum(took[a]) / len(took[a]) if a in took else overall for a in left) / workers
+def resume_step(folder: CompareFolder, arm: Arm, rep: Replicate) -> int:
+    """The step a run starts from: its last complete checkpoint's (run_arm resumes there), else 0."""
+    checkpoints = folder.run(arm.name, rep.label).complete_checkpoints()
+    return int(checkpoints[-1].name.rsplit("-", 1)[1]) if checkpoints else 0
 
 
 def one_line_summary(name: str, arm: dict[str, Any], base: dict[str, Any]) -> str:
