@@ -9,18 +9,32 @@ from rlino.objectives import METHODS
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text()
+GUIDE = (ROOT / "docs" / "guide.md").read_text()
 
 
 def test_every_config_key_is_in_the_reference():
     for section in dataclasses.fields(Config):
         cls = section.type if isinstance(section.type, type) else getattr(Config(), section.name)
         for key in dataclasses.fields(cls):
-            assert f"`{section.name}.{key.name}`" in README, f"{section.name}.{key.name} missing from README"
+            assert f"`{section.name}.{key.name}`" in GUIDE, f"{section.name}.{key.name} missing from docs/guide.md"
 
 
 def test_every_method_is_in_the_table():
     for name in METHODS:
         assert re.search(rf"^\| `{name}` \|", README, re.M), name
+
+
+def test_the_readme_is_a_front_page_whose_links_all_land():
+    """At most ~200 lines, and every relative link (to a file, or to a heading of one) exists: what moved out of
+    the README is one click away."""
+    assert len(README.splitlines()) <= 200
+    for target in re.findall(r"\]\(([^)#]+\.(?:md|png|toml))(#[^)]*)?\)", README):
+        path, anchor = ROOT / target[0], target[1]
+        assert path.is_file(), target[0]
+        if anchor:
+            slugs = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
+                     for h in re.findall(r"^#+ (.*)$", path.read_text(), re.M)}
+            assert anchor[1:] in slugs, f"{target[0]}{anchor}"
 
 
 def test_two_set_up_and_go_commands_and_ci_runs_the_test_one():

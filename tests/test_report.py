@@ -240,6 +240,29 @@ def test_table_has_base_and_one_row_per_arm(compare):
     assert results_table.count("<tr>") == 1 + 4  # header + rows
 
 
+def test_the_first_screen_says_what_was_found_claim_by_claim(compare):
+    """Before the scorecard: one line per claim that ran, its verdict and the number that decided it (as
+    results.json's claims have them), and one line naming the claims not run; in HTML the verdicts are badges
+    and number cells are right-aligned, text cells left."""
+    root, results = compare
+    md = (root / "report.md").read_text()
+    first = md.split("## What was found")[1].split("## The paper's claims")[0]
+    claims = list(enumerate(results["claims"], 1))
+    ran = [(i, c) for i, c in claims if c["verdict"] != "not run"]
+    lines = [line for line in first.splitlines() if line.startswith("- **")]
+    assert len(lines) == len(ran) > 0
+    for line, (i, c) in zip(lines, ran):
+        assert line.startswith(f"- **{c['verdict']}**: {i}. {c['claim']}: ")
+        assert c["why"].split("; ")[0] in line
+    not_run = [str(i) for i, c in claims if c["verdict"] == "not run"]
+    assert f"claims {', '.join(not_run)} (the scorecard below" in first
+    html = (root / "report.html").read_text()
+    top = html.split("<table")[0]
+    assert top.count('<span class="v v-') == len(ran) and "What was found" in top
+    results_table = html.split("<table")[2]
+    assert '<td class="num">60.0 [' in results_table and "<td>grpo</td>" in results_table
+
+
 def test_summary_sentences(compare):
     _, results = compare
     summary = results["summary"]
@@ -387,6 +410,7 @@ def test_a_crowded_legend_goes_under_the_plot_not_over_the_curves(tmp_path, save
         write_arm(tmp_path, arm, "grpo", final_accuracy=0.3 + 0.05 * i, steps=20, eval_every=10,
                   wrong_length=lambda s: 60 + s, correct_length=lambda s: 30 - s / 4)
     build_report(tmp_path)
+    assert not saved_figures["accuracy"].axes[0].collections  # six arms' overlapping bands would hide the curves
     for name in ("accuracy", "length", "reward"):
         fig = saved_figures[name]
         assert all(ax.get_legend() is None for ax in fig.axes), name
@@ -399,6 +423,7 @@ def test_a_crowded_legend_goes_under_the_plot_not_over_the_curves(tmp_path, save
         write_arm(few, arm, "grpo", final_accuracy=0.4, steps=20, eval_every=10,
                   wrong_length=lambda s: 60 + s, correct_length=lambda s: 30 - s / 4)
     build_report(few)
+    assert len(saved_figures["accuracy"].axes[0].collections) == 2  # each arm's 95% band
     for name in ("accuracy", "length", "reward"):
         fig = saved_figures[name]
         assert not fig.legends and all(ax.get_legend() is not None for ax in fig.axes), name

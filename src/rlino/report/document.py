@@ -47,7 +47,13 @@ class Code:
     text: str
 
 
-Block = Heading | Para | Bullets | Table | Image | Code
+@dataclass
+class Verdicts:
+    """One line per claim: its verdict (shown as a badge in HTML, in bold in markdown) and a sentence."""
+    items: list[tuple[str, str]]
+
+
+Block = Heading | Para | Bullets | Table | Image | Code | Verdicts
 
 
 # ---- results and length study ----------------------------------------------------------------------------------------
@@ -96,6 +102,22 @@ def _seed_cell(run: dict[str, Any] | None, unfinished: bool) -> str:
         return f"unfinished (step {run.get('steps') or 0} of {run.get('planned_steps')})"
     slope = run["length_wrong_slope"]
     return f"{pct(run['accuracy'])}" + ("" if slope is None else f" ({slope['per_100_steps']:+.1f})")
+
+
+def _findings(results: dict[str, Any]) -> list[Block]:
+    """The report's first screen: one sentence per claim that was run (the verdict and the number that decided it),
+    and one line naming the claims that were not."""
+    claims = list(enumerate(results.get("claims") or [], 1))
+    run = [(c["verdict"], f"{i}. {c['claim']}: {c['why'].split('; ')[0]}.") for i, c in claims
+           if c["verdict"] != "not run"]
+    not_run = [str(i) for i, c in claims if c["verdict"] == "not run"]
+    blocks: list[Block] = [Heading(2, "What was found")]
+    if run:
+        blocks.append(Verdicts(run))
+    if not_run:
+        blocks.append(Para(f"Not run by this comparison: claim{'s' if len(not_run) > 1 else ''} "
+                           f"{', '.join(not_run)} (the scorecard below says which arm or file each needs)."))
+    return blocks
 
 
 def _scorecard(results: dict[str, Any]) -> list[Block]:
@@ -269,6 +291,7 @@ def report_blocks(compare: Compare, results: dict[str, Any]) -> list[Block]:
                            else Para("compare.toml was not found; each run folder's config.toml is the record."))
     return [
         Heading(1, f"rlino comparison: {compare.folder.resolve().name}"),
+        *_findings(results),
         *_scorecard(results),
         Heading(2, "What was run"),
         Para(_what_was_run(compare, results)),

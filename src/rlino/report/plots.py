@@ -95,6 +95,7 @@ def plot_accuracy(path: Path, results: dict[str, Any], colors: dict[str, Any]) -
     """Held-out accuracy vs step per arm, the base as step 0 and as a dashed line, 95% bands."""
     fig, (ax,) = _figure()
     base = results["base"]
+    crowded = len(results["arms"]) > CROWDED  # overlapping bands of many arms hide the curves
     ax.axhline(100 * base["accuracy"], color="black", linestyle="--", linewidth=1,
                label=f"base {pct(base['accuracy'])}% (gray: its 95% interval)")
     if has_interval(base):
@@ -113,9 +114,10 @@ def plot_accuracy(path: Path, results: dict[str, Any], colors: dict[str, Any]) -
             run = arm["per_seed"][seed]
             ax.plot([0, *run["eval_steps"]], [100 * a for a in [base["accuracy"], *run["eval_accuracy"]]],
                     color=colors[name], linewidth=0.7, alpha=0.5)
-        if None not in lo and None not in hi:
+        if None not in lo and None not in hi and not crowded:
             ax.fill_between(steps, [100 * v for v in lo], [100 * v for v in hi], color=colors[name], alpha=0.15)
-    ax.set_title("Held-out accuracy (shaded: 95% interval; thin: each seed; step 0 = base model)", fontsize="medium")
+    shading = "arms' 95% intervals in the table" if crowded else "shaded: 95% interval"
+    ax.set_title(f"Held-out accuracy ({shading}; thin: each seed; step 0 = base model)", fontsize="medium")
     ax.set_ylabel("accuracy (%)")
     _legend(fig, [ax])
     _save(fig, path)

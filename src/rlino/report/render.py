@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 
-from rlino.report.document import Block, Bullets, Code, Heading, Image, Para, Table
+from rlino.report.document import Block, Bullets, Code, Heading, Image, Para, Table, Verdicts
 
 
 def _md_cell(text: str) -> str:
@@ -33,6 +34,8 @@ def to_markdown(blocks: list[Block]) -> str:
                 parts.append(text)
             case Bullets(items):
                 parts.append("\n".join(f"- {item}" for item in items))
+            case Verdicts(items):
+                parts.append("\n".join(f"- **{verdict}**: {text}" for verdict, text in items))
             case Table(header, rows):
                 lines = [header, ["---"] * len(header), *rows]
                 parts.append("\n".join("| " + " | ".join(_md_cell(c) for c in line) + " |" for line in lines))
@@ -50,9 +53,14 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width:
 h1 { border-bottom: 2px solid #ddd; padding-bottom: .3em; }
 h2 { border-bottom: 1px solid #eee; padding-bottom: .2em; margin-top: 2em; }
 table { border-collapse: collapse; margin: 1em 0; font-size: .95em; }
-th, td { border: 1px solid #ccc; padding: .35em .7em; text-align: right; }
+th, td { border: 1px solid #ccc; padding: .35em .7em; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
-td:first-child, td:nth-child(2), th:first-child, th:nth-child(2) { text-align: left; }
+td.num { text-align: right; white-space: nowrap; }
+ul.verdicts { list-style: none; padding-left: 0; }
+ul.verdicts li { margin: .4em 0; }
+.v { display: inline-block; min-width: 8.5em; padding: .05em .5em; margin-right: .6em; border-radius: .3em;
+     font-weight: 600; font-size: .9em; text-align: center; background: #eee; }
+.v-holds { background: #d8f0dc; } .v-does-not-hold { background: #f8d7d3; } .v-inconclusive { background: #fbefc5; }
 tr:nth-child(even) td { background: #fafafa; }
 pre { background: #f6f8fa; border: 1px solid #e1e4e8; padding: .8em; white-space: pre-wrap;
       word-break: break-word; font-size: .88em; }
@@ -62,6 +70,14 @@ img { max-width: 100%; display: block; margin: 1em 0; }
 
 def _data_uri(png: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
+
+
+NUMBER = re.compile(r"^[−+-]?\d[\d.,]*%?( \[[^\]]*\])?( \(.*\))?$|^—$|^(\d+ min )?\d+(\.\d+)? s$")
+"""A cell that is a number (with its interval or a note in brackets): right-aligned; text cells read left."""
+
+
+def _td(text: str) -> str:
+    return f'<td class="num">{html.escape(text)}</td>' if NUMBER.match(text) else f"<td>{html.escape(text)}</td>"
 
 
 def _html_block(block: Block, folder: Path) -> str:
@@ -75,8 +91,12 @@ def _html_block(block: Block, folder: Path) -> str:
             return "<ul>\n" + "\n".join(f"<li>{e(item)}</li>" for item in items) + "\n</ul>"
         case Table(header, rows):
             head = "".join(f"<th>{e(c)}</th>" for c in header)
-            body = "\n".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows)
+            body = "\n".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in rows)
             return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+        case Verdicts(items):
+            return '<ul class="verdicts">\n' + "\n".join(
+                f'<li><span class="v v-{e(verdict.replace(" ", "-"))}">{e(verdict)}</span>{e(text)}</li>'
+                for verdict, text in items) + "\n</ul>"
         case Image(path, alt):
             return f'<img alt="{e(alt)}" src="{_data_uri(folder / path)}">'
         case Code(text):
