@@ -75,7 +75,7 @@ class TaskConfig:
 class MethodConfig:
     name: str = "grpo"
     """A row of the methods table: grpo, grpo_no_kl, dr_grpo, dapo, fisft_pos_neg, fisft_pos, fisft_neg, fisft_adv,
-    rloo, raft_pp, reinforce_rej, ppo, nft, psr, nsr, w_reinforce (README, "Methods")."""
+    rloo, raft_pp, reinforce_rej, ppo, nft, psr, nsr, w_reinforce (README, "Methods"; details in docs/guide.md)."""
     weights: str | None = None
     """Override the row's weights: group-norm, group-center, leave-one-out, pos-neg-mixed, miss-rate, pos-neg, pos,
     neg, or gae (per token from a critic, configured in [critic]). Unset: the row's."""
