@@ -48,9 +48,10 @@ CROWDED = 5
 """More legend entries than this go below the plot (inside, they hide the curves)."""
 
 
-def _legend(fig: Figure, axes: list[Axes]) -> None:
-    """One legend per axes where it is short; one shared legend under the figure where it is crowded, naming every
-    entry of every axes once (a panel may lack an arm the other one shows). Axes with nothing labelled get none."""
+def _legend(fig: Figure, axes: list[Axes], inside: bool = True) -> None:
+    """One legend per axes where it is short; one shared legend under the figure where it is crowded (or where
+    `inside` is False: curves and bands that fan out over the whole axes leave no free corner), naming every entry
+    of every axes once (a panel may lack an arm the other one shows). Axes with nothing labelled get none."""
     axes = [ax for ax in axes if ax.get_legend_handles_labels()[0]]
     entries: dict[str, Any] = {}
     for ax in axes:
@@ -59,7 +60,7 @@ def _legend(fig: Figure, axes: list[Axes]) -> None:
     handles, labels = list(entries.values()), list(entries)
     if not handles:
         return
-    if len(handles) <= CROWDED:
+    if inside and len(handles) <= CROWDED:
         for ax in axes:
             ax.legend(loc="best", fontsize="small")
     else:
@@ -119,7 +120,7 @@ def plot_accuracy(path: Path, results: dict[str, Any], colors: dict[str, Any]) -
     shading = "arms' 95% intervals in the table" if crowded else "shaded: 95% interval"
     ax.set_title(f"Held-out accuracy ({shading}; thin: each seed; step 0 = base model)", fontsize="medium")
     ax.set_ylabel("accuracy (%)")
-    _legend(fig, [ax])
+    _legend(fig, [ax], inside=False)  # the arms fan out from the base at step 0 over the whole height
     _save(fig, path)
 
 
