@@ -201,7 +201,9 @@ def test_equivalence_claim_reads_rlino_equivalence_results(tmp_path):
     (tmp_path / "equivalence.json").write_text(json.dumps(EQUIVALENCE))
     results = build_report(tmp_path)
     assert next(c for c in results["claims"] if c["id"] == "fisft_adv_is_grpo_no_kl")["verdict"] == "holds"
-    assert "The paper's claims: scorecard" in (tmp_path / "report.md").read_text().split("\n## ")[1]
+    first, scorecard = (tmp_path / "report.md").read_text().split("\n## ")[1:3]
+    assert first.startswith("What was found") and "- **holds**: 6. " in first
+    assert scorecard.startswith("The paper's claims: scorecard")
 
 
 def test_two_seeds_that_agree_by_chance_keep_the_measurements_width():

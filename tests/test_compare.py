@@ -102,9 +102,10 @@ def test_small_compare_writes_the_report(small, capsys):
     for k in SEEDS:  # every arm of a seed saw the same prompts in the same order
         assert prompts[("grpo", k)] == prompts[("fisft_pos_neg_tokmean", k)]
     assert prompts[("grpo", "seed-0")] != prompts[("grpo", "seed-1")]  # a seed changes the prompt order
-    # the scorecard is the report's first section and results.json carries every claim with a verdict
+    # what was found (one line per claim) opens the report, the scorecard follows; results.json carries every claim
     md = (out / "report.md").read_text()
-    assert md.split("\n## ")[1].startswith("The paper's claims: scorecard")
+    assert md.split("\n## ")[1].startswith("What was found")
+    assert md.split("\n## ")[2].startswith("The paper's claims: scorecard")
     verdicts = {c["id"]: c["verdict"] for c in results["claims"]}
     assert list(verdicts) == [c.id for c in CLAIMS] and verdicts["fisft_neg_collapses"] == "not run"
     # re-rendering from the run folders alone gives the same results
