@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from rlino.progress import CompareProgress, minutes
+from rlino.run_folder import STATE_FILE, RunFolder
 
 
 def log_steps(folder: Path, first: int, last: int, mtime: float | None = None) -> None:
@@ -35,8 +36,11 @@ def test_off_a_terminal_progress_is_a_log_line_a_minute_with_the_time_left(tmp_p
     before the comparison started: it will be cut back to 4). Lines come at most once a minute, none on the stream."""
     a, b = tmp_path / "a", tmp_path / "b"
     log_steps(b, 1, 7, mtime=time.time() - 3600)
+    (RunFolder(b).checkpoint_dir(4)).mkdir(parents=True)
+    (RunFolder(b).checkpoint_dir(4) / STATE_FILE).write_bytes(b"")  # complete: b resumes from step 4
     clock, lines, stream = Clock(), [], io.StringIO()
-    progress = CompareProgress([(a, 10, 0), (b, 10, 4)], stream=stream, log=lines.append, every_s=60, clock=clock)
+    progress = CompareProgress([(RunFolder(a), 10), (RunFolder(b), 10)], stream=stream, log=lines.append, every_s=60,
+                               clock=clock)
     assert progress.steps_done() == 4  # b's stale lines 5-7 are not counted
     clock.now += 30
     log_steps(a, 1, 2)
@@ -69,7 +73,7 @@ def test_on_a_terminal_progress_is_one_bar_redrawn_in_place(tmp_path):
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 columns wide
     stream = os.fdopen(slave, "w")
     lines = []
-    progress = CompareProgress([(tmp_path / "a", 8, 0)], stream=stream, log=lines.append)
+    progress = CompareProgress([(RunFolder(tmp_path / "a"), 8)], stream=stream, log=lines.append)
     for last in (2, 5, 8):
         log_steps(tmp_path / "a", last - 1 if last > 2 else 1, last)
         progress.poll()
@@ -87,3 +91,4 @@ def test_on_a_terminal_progress_is_one_bar_redrawn_in_place(tmp_path):
 
 def test_minutes_reads_as_a_person_would_say_it():
     assert [minutes(s) for s in (42.4, 65, 3600 + 125)] == ["42 s", "1 min 05 s", "1 h 02 min"]
+    assert [minutes(s, decimals=1) for s in (42.44, 65, 3600 + 125)] == ["42.4 s", "1 min 05 s", "1 h 02 min"]

@@ -100,13 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _compare(args) -> None:
-    import time
-
     from rlino.compare import compare
+    from rlino.run_folder import timestamped
 
     if args.resume and not args.out:
         raise RlinoError("--resume needs --out DIR (the comparison to finish)")
-    out = Path(args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = Path(args.out) if args.out else timestamped("compare")
     overrides = args.overrides + ([] if args.seeds is None else [f"compare.seeds={args.seeds}"])
     compare(args.config, overrides, out, quick=args.quick, resume=args.resume)
     print(f"report: {out / 'report.html'} (and report.md, results.json)")

@@ -15,7 +15,6 @@ steps and the same held-out items evaluated at the same steps. With `compare.see
 from __future__ import annotations
 
 import shutil
-import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from rlino.config import (
 )
 from rlino.errors import RlinoError, did_you_mean
 from rlino.files import parse_toml, read_json, read_toml, write_json
-from rlino.run_folder import CompareFolder
+from rlino.run_folder import CompareFolder, timestamped
 
 DEFAULT_CONFIG = "compare_default.toml"
 BUILT_BASE = "embedded:countdown"  # the one base model a comparison can build with other seeds (compare.base_seeds)
@@ -115,9 +114,7 @@ def train_arm(path: str | Path | None, overrides: list[str], arm_name: str | Non
         raise RlinoError(f"--arm {arm_name!r} is not an arm of {path or 'the default comparison'} (its arms: "
                          f"{', '.join(names)}){did_you_mean(arm_name, names)}")
     arm = arms[names.index(arm_name)] if arm_name is not None else arms[0]
-    if out is None:
-        out = Path("runs") / f"{arm.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return Run(arm.config(shared), out).fit()
+    return Run(arm.config(shared), timestamped(arm.name) if out is None else out).fit()
 
 
 def replicate_config(cfg: Config, rep: Replicate) -> Config:
@@ -247,8 +244,7 @@ def run_units(folder: CompareFolder, units: list[tuple[Arm, Replicate, Config]],
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = max(1, cores // workers)
     log(f"training {len(todo)} runs, {workers} at a time ({threads} thread(s) each)")
-    progress = CompareProgress([(folder.run(a.name, r.label).path, c.train.steps, resume_step(folder, a, r))
-                                for a, r, c in todo], log=log)
+    progress = CompareProgress([(folder.run(a.name, r.label), c.train.steps) for a, r, c in todo], log=log)
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(_worker, str(folder.path), arm, rep, config_to_dict(cfg), threads): (arm, rep)
@@ -263,12 +259,6 @@ def run_units(folder: CompareFolder, units: list[tuple[Arm, Replicate, Config]],
                     progress.write(f"{arm.name} {rep.label}: finished in {seconds:.0f} s ({done} of {len(todo)})")
     finally:
         progress.close()
-
-
-def resume_step(folder: CompareFolder, arm: Arm, rep: Replicate) -> int:
-    """The step a run starts from: its last complete checkpoint's (run_arm resumes there), else 0."""
-    checkpoints = folder.run(arm.name, rep.label).complete_checkpoints()
-    return int(checkpoints[-1].name.rsplit("-", 1)[1]) if checkpoints else 0
 
 
 def one_line_summary(name: str, arm: dict[str, Any], base: dict[str, Any]) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from rlino.run_folder import METRICS, RunFolder
@@ -26,14 +25,12 @@ class Tracked:
     start: int  # steps done when the comparison (re)started: the checkpoint it resumes from, else 0
 
 
-def minutes(seconds: float) -> str:
-    """'42 s', '3 min 05 s', '1 h 02 min'."""
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+def minutes(seconds: float, decimals: int = 0) -> str:
+    """'42 s' (or '42.4 s' with decimals=1), '3 min 05 s', '1 h 02 min'."""
+    if round(seconds, decimals) < 60:
+        return f"{seconds:.{decimals}f} s"
+    m, s = divmod(round(seconds), 60)
+    return f"{m} min {s:02d} s" if m < 60 else f"{m // 60} h {m % 60:02d} min"
 
 
 def estimate_left(done: int, start: int, total: int, elapsed: float) -> float | None:
@@ -46,9 +43,10 @@ def estimate_left(done: int, start: int, total: int, elapsed: float) -> float | 
 class CompareProgress:
     """Steps done over every run of a comparison; call `poll()` now and then, `close()` at the end."""
 
-    def __init__(self, runs: list[tuple[Path, int, int]], *, stream: TextIO | None = None,
+    def __init__(self, runs: list[tuple[RunFolder, int]], *, stream: TextIO | None = None,
                  log: Callable[[str], Any] = print, every_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
-        self.runs = [Tracked(RunFolder(path), steps, start) for path, steps, start in runs]
+        # (run folder, its last step), read before any worker starts: a run resumes from its last checkpoint
+        self.runs = [Tracked(folder, steps, folder.resume_step()) for folder, steps in runs]
         self.total = sum(r.steps for r in self.runs)
         self.start = sum(r.start for r in self.runs)
         self.done = self.start

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,11 @@ class RunFolder:
         return sorted(p for p in root.iterdir() if p.name.startswith("step-") and not p.name.endswith(".tmp")
                       and (p / STATE_FILE).is_file())
 
+    def resume_step(self) -> int:
+        """The step a run here resumes from: its last complete checkpoint's, else 0 (it starts over)."""
+        done = self.complete_checkpoints()
+        return int(done[-1].name.removeprefix("step-")) if done else 0
+
     def write_checkpoint(self, step: int, write: Callable[[Path], None], keep: int = 0) -> Path:
         """Let `write(folder)` fill a temporary folder, then rename it into place (a checkpoint appears only when
         complete); keep the `keep` most recent checkpoints (0 keeps all)."""
@@ -139,6 +145,11 @@ class RunFolder:
             for old in self.complete_checkpoints()[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)
         return final
+
+
+def timestamped(name: str) -> Path:
+    """The default output folder of a command: runs/NAME-YYYYmmdd-HHMMSS."""
+    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def complete_checkpoints(out: str | Path) -> list[Path]:

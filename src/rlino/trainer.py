@@ -45,7 +45,7 @@ from rlino.lora import attach_lora, resume_lora
 from rlino.models import autocast, load_model, precision, precision_note, resolve_device, save_model
 from rlino.objectives import Method, resolve_method
 from rlino.prompts import RAW, config_prompt_format
-from rlino.run_folder import CONFIG, EVAL_SAMPLES, METRICS, STATE_FILE, RunFolder
+from rlino.run_folder import CONFIG, EVAL_SAMPLES, METRICS, STATE_FILE, RunFolder, timestamped
 from rlino.schedule import lr_schedule
 from rlino.sharding import SHARDED_DIR, full_state_dict, gathered, is_sharded, load_sharded, save_sharded, shard_
 from rlino.step import Clock, NonFiniteStep, Policy, StepResult, records, sample_groups, score, update
@@ -395,6 +395,6 @@ def train(config_path: str | Path | None, overrides: list[str] | None = None, ou
     else:
         cfg = load_config(config_path, overrides)
         if out is None:
-            out = Path("runs") / f"{cfg.method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            out = timestamped(cfg.method.name)
         run = Run(cfg, out)
     return run.fit()

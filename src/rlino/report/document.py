@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rlino.progress import minutes
 from rlino.report.claims import PAPER
 from rlino.report.read import ArmRun, Compare
 from rlino.report.values import DASH, acc_ci, fmt, pct, trend
@@ -59,15 +60,7 @@ Block = Heading | Para | Bullets | Table | Image | Code | Verdicts
 # ---- results and length study ----------------------------------------------------------------------------------------
 
 def _fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return DASH
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+    return DASH if seconds is None else minutes(seconds, decimals=1)
 
 
 def _comparison_table(results: dict[str, Any]) -> Table:
