@@ -9,11 +9,15 @@ CI=true, where a missing file fails.
 
 from __future__ import annotations
 
+import ast
 import json
+import operator
 import os
+import re
 import resource
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -169,3 +173,53 @@ def test_a_lora_step_on_real_weights_exports_a_folder_with_the_adapted_logits(sm
               tmp_path / "lora", quiet=True)
     run.fit()
     check_step(tmp_path / "lora", logits_of(run.model, tokenizer), logits_of(model0, tokenizer), exact=False)
+
+
+COMPARE = ROOT / "configs" / "real-lm" / "smollm2-135m.toml"
+NUMBER = r"-?\d+(?:\.\d+)?"
+
+
+def arithmetic(question: str) -> Fraction:
+    """The oracle for basic_arithmetic's items: evaluate "Calculate EXPR." exactly from Python's own parse of EXPR."""
+    expr = re.fullmatch(r"Calculate (.+?)\.? Answer with only the number\.", question).group(1)
+
+    def value(node):
+        if isinstance(node, ast.Constant):
+            return Fraction(node.value)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -value(node.operand)
+        ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+        return ops[type(node.op)](value(node.left), value(node.right))
+
+    return value(ast.parse(expr, mode="eval").body)
+
+
+def test_the_real_model_comparison_runs_end_to_end_through_the_cli_and_grades_as_an_independent_reading(
+        gguf_file, tmp_path, monkeypatch):
+    """`rlino compare configs/real-lm/smollm2-135m.toml` from the repository root (the model path is the pip wheel's,
+    relative), cut to one step of one seed of `nsr` (four mini-batches and the clip: the most machinery of its rows):
+    the base and the arm are evaluated and reported, and every reward of
+    the real model's sampled and evaluated responses is what an independent reading gives: the exact value of the
+    question's expression against the last number of the response."""
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "smollm2"
+    sets = ["compare.arms=['nsr']", "compare.seeds=1", "compare.workers=1", "train.steps=1",
+            "train.prompts_per_step=4", "train.group_size=2", "sampling.max_new_tokens=32", "eval.every=1",
+            "eval.num_items=12", "train.save_every=0",  # nsr's four mini-batches need four prompts
+            "train.log_samples=8", "eval.log_samples=12"]  # every response, to grade them all
+    assert main(["compare", str(COMPARE.relative_to(ROOT)), "--out", str(out),
+                 *[a for s in sets for a in ("--set", s)]]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["base"]["num_items"] == 12 and set(results["arms"]) == {"nsr"}
+    verdicts = {c["id"]: c["verdict"] for c in results["claims"]}
+    assert verdicts["nsr_collapses"] == "inconclusive" and (out / "report.html").is_file()  # one seed: no spread
+    graded, correct = 0, 0
+    for name in ("samples.jsonl", "eval_samples.jsonl"):
+        for line in (out / "runs" / "nsr" / "seed-0" / name).read_text().splitlines():
+            row = json.loads(line)
+            assert row["model_prompt"].startswith("<|im_start|>system\n")  # SmolLM2's chat template
+            numbers = re.findall(NUMBER, row["response"])
+            right = bool(numbers) and Fraction(numbers[-1]) == arithmetic(row["prompt"])
+            assert row["reward"] == float(right), row
+            graded, correct = graded + 1, correct + right
+    assert graded == 4 * 2 + 12 and 0 < correct < graded  # both rewards occur, so the reading is tested
