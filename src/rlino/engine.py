@@ -16,8 +16,11 @@ and its cache is copied into the buffers. The step is not bit-identical to trans
 operations run in a different order (measured: |Δ logit| ≤ 2e-5 in fp32 on the embedded model), so a near-tie
 in the Gumbel argmax can go the other way; the guarantees that do not depend on the floating-point order hold
 exactly (counter-keyed noise, samples independent of the batch layout, a resumed run samples what an uninterrupted
-one samples). Models it does not cover (other architectures, LoRA-wrapped projections, scaled rotary embeddings,
-sliding windows, biases in the MLP) fall back to the model's forward, with a one-line notice.
+one samples). A LoRA policy (PEFT's adapters on the projections) is covered by merging each active adapter into the
+step's copy of its projection, W + s·B·A, once per sampling call (PEFT adds s·B(A(x)) to W·x: the same map in
+another order); adapters PEFT computes otherwise (DoRA and other variants, a bias on B, dropout at sampling time)
+are not. Models it does not cover (other architectures, scaled rotary embeddings, sliding windows, biases in the
+MLP, those adapters) fall back to the model's forward, with a one-line notice.
 """
 
 from __future__ import annotations
@@ -47,15 +50,46 @@ def unsupported(model) -> str | None:
         return f"rotary scaling '{rope.get('rope_type', rope.get('type'))}'"
     if getattr(config, "use_sliding_window", False) or (kind == "mistral" and getattr(config, "sliding_window", None)):
         return "a sliding attention window"
-    modules = [model.lm_head] + [m for layer in layers for m in (
-        layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.o_proj,
-        layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj)]
-    if any(type(m) is not torch.nn.Linear for m in modules):
-        return "wrapped projections (LoRA adapters)"
-    if any(layer.mlp.gate_proj.bias is not None or layer.mlp.up_proj.bias is not None
-           or layer.mlp.down_proj.bias is not None for layer in layers):
-        return "biases in the MLP"
+    if type(model.lm_head) is not torch.nn.Linear:
+        return "a wrapped output head"
+    for layer in layers:
+        for m in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.o_proj,
+                  layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj):
+            if type(m) is not torch.nn.Linear and (reason := _adapter_unsupported(m, model.training)):
+                return reason
+        if any(projection(m)[1] is not None for m in (layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj)):
+            return "biases in the MLP"
     return None
+
+
+def _adapter_unsupported(m, training: bool) -> str | None:
+    """Why a wrapped projection cannot be merged into the step's weights (None: a plain PEFT LoRA layer)."""
+    if type(getattr(m, "base_layer", None)) is not torch.nn.Linear or not hasattr(m, "lora_A"):
+        return f"wrapped projections ({type(m).__name__})"
+    if m.merged or m.disable_adapters:
+        return None  # the base layer alone is the projection
+    for name in m.active_adapters:
+        if name not in m.lora_A:
+            continue
+        if name in getattr(m, "lora_variant", {}) or m.lora_B[name].bias is not None:
+            return "LoRA variants (DoRA, a bias on B)"
+        if training and not isinstance(m.lora_dropout[name], torch.nn.Identity):
+            return "LoRA dropout at sampling time"
+    return None
+
+
+def projection(m) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A projection's weight and bias as the step applies them: a plain linear layer's own, or a PEFT LoRA layer's
+    base weight with its active adapters merged in (W + s·B·A, a new tensor; the module is left as it is)."""
+    if type(m) is torch.nn.Linear:
+        return m.weight, m.bias
+    weight = m.base_layer.weight
+    if not (m.merged or m.disable_adapters):
+        for name in m.active_adapters:
+            if name in m.lora_A:
+                a, b = m.lora_A[name].weight, m.lora_B[name].weight
+                weight = weight + m.scaling[name] * (b.to(weight.dtype) @ a.to(weight.dtype))
+    return weight, m.base_layer.bias
 
 
 _warned: set[str] = set()
@@ -81,10 +115,14 @@ class LeanDecoder:
         self.head_dim, self.scaling = attn.head_dim, attn.scaling
         self.inv_freq, self.rope_scale = inner.rotary_emb.inv_freq, inner.rotary_emb.attention_scaling
         # per layer, q/k/v and gate/up as one matrix each: two products where the modules make five
-        self.qkv = [(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]), None if a.q_proj.bias is None
-                     else torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias]))
-                    for a in (layer.self_attn for layer in self.layers)]
-        self.gate_up = [torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight]) for layer in self.layers]
+        self.qkv, self.o, self.gate_up, self.down = [], [], [], []
+        for layer in self.layers:
+            a, mlp = layer.self_attn, layer.mlp
+            (q, qb), (k, kb), (v, vb) = projection(a.q_proj), projection(a.k_proj), projection(a.v_proj)
+            self.qkv.append((torch.cat([q, k, v]), None if qb is None else torch.cat([qb, kb, vb])))
+            self.o.append(projection(a.o_proj))
+            self.gate_up.append(torch.cat([projection(mlp.gate_proj)[0], projection(mlp.up_proj)[0]]))
+            self.down.append(projection(mlp.down_proj)[0])
         self.keys, self.values = [], []
         for layer in cache.layers:
             k, v = layer.keys, layer.values  # [B, KV, P, d]
@@ -116,9 +154,9 @@ class LeanDecoder:
         half = self.head_dim // 2
         return z * cos + torch.cat((-z[..., half:], z[..., :half]), dim=-1) * sin
 
-    def _attention(self, i: int, layer, h: torch.Tensor, cos, sin, mask: torch.Tensor) -> torch.Tensor:
+    def _attention(self, i: int, h: torch.Tensor, cos, sin, mask: torch.Tensor) -> torch.Tensor:
         """One token's attention over the cache (q, k and v from one product; grouped-query heads by SDPA)."""
-        a, b, d, kv = layer.self_attn, h.shape[0], self.head_dim, self.kv_heads
+        b, d, kv = h.shape[0], self.head_dim, self.kv_heads
         q, k, v = F.linear(h, *self.qkv[i]).view(b, -1, d).split([self.heads, kv, kv], dim=1)
         q, k = self._rotate(q.unsqueeze(2), cos, sin), self._rotate(k.unsqueeze(2), cos, sin)  # [b, heads, 1, d]
         end = self.length + 1
@@ -126,7 +164,7 @@ class LeanDecoder:
         self.values[i][..., self.length: end, :] = v.unsqueeze(2)
         o = F.scaled_dot_product_attention(q, self.keys[i][..., :end, :], self.values[i][..., :end, :],
                                            attn_mask=mask, scale=self.scaling, enable_gqa=self.heads != kv)
-        return F.linear(o.transpose(1, 2).reshape(b, 1, -1), a.o_proj.weight, a.o_proj.bias)
+        return F.linear(o.transpose(1, 2).reshape(b, 1, -1), *self.o[i])
 
     def step(self, tokens: torch.Tensor, positions: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         """Logits [b, V] after one more token per row: `tokens` [b], `positions` [b, 1], `attention` [b, S + 1]
@@ -135,8 +173,8 @@ class LeanDecoder:
         cos, sin = self._rotary(positions, x.dtype)
         mask = attention.bool()[:, None, None, :]  # [b, 1, 1, S]
         for i, layer in enumerate(self.layers):
-            x = x + self._attention(i, layer, self._rms(layer.input_layernorm, x), cos, sin, mask)
+            x = x + self._attention(i, self._rms(layer.input_layernorm, x), cos, sin, mask)
             gate, up = F.linear(self._rms(layer.post_attention_layernorm, x), self.gate_up[i]).chunk(2, dim=-1)
-            x = x + F.linear(F.silu(gate) * up, layer.mlp.down_proj.weight)
+            x = x + F.linear(F.silu(gate) * up, self.down[i])
         self.length += 1
         return self.head(self._rms(self.norm, x[:, -1]))
