@@ -1,6 +1,7 @@
 """The tables of docs/analysis.md §5 from a finished `rlino compare configs/negative-reinforcement.toml` folder.
 
     python experiments/negative_reinforcement.py runs/nsr
+    python experiments/negative_reinforcement.py runs/smollm2      # §6: the same tables for any comparison folder
 
 Per arm: held-out accuracy over seeds (mean, 95% t-interval, each seed), wrong-response length at the end and its
 slope over steps, and the share of response tokens the clip removed from the gradient (mean over steps and seeds,
@@ -55,6 +56,9 @@ def main() -> None:
           "steps | tokens clipped (below 1 − ε) |\n|---|---|---|---|---|---|---|")
     for name, arm in arms.items():
         runs = finished(arm)
+        if not runs:  # a comparison still running (rlino report renders a partial folder)
+            print(f"| `{name}` | no finished seed yet | | | | | |")
+            continue
         acc = seed_interval([100 * r["accuracy"] for r in runs.values()])
         slopes = [r["length_wrong_slope"]["per_100_steps"] for r in runs.values() if r.get("length_wrong_slope")]
         slope = cell(seed_interval(slopes)) if len(slopes) > 1 else "—"
@@ -70,6 +74,8 @@ def main() -> None:
             continue
         ra, rb = finished(arms[a]), finished(arms[b])
         common = [k for k in ra if k in rb]
+        if not common:
+            continue
         acc = seed_interval([100 * (ra[k]["accuracy"] - rb[k]["accuracy"]) for k in common])
         sl = [ra[k]["length_wrong_slope"]["per_100_steps"] - rb[k]["length_wrong_slope"]["per_100_steps"]
               for k in common if ra[k].get("length_wrong_slope") and rb[k].get("length_wrong_slope")]
