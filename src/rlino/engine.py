@@ -57,20 +57,26 @@ def unsupported(model) -> str | None:
                   layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj):
             if type(m) is not torch.nn.Linear and (reason := _adapter_unsupported(m, model.training)):
                 return reason
-        if any(projection(m)[1] is not None for m in (layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj)):
+        if any(_linear(m).bias is not None for m in (layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj)):
             return "biases in the MLP"
     return None
+
+
+def _linear(m) -> torch.nn.Linear:
+    """The plain linear layer of a projection: itself, or a PEFT LoRA layer's base layer."""
+    return m if type(m) is torch.nn.Linear else m.base_layer
+
+
+def _adding(m) -> list[str]:
+    """The adapters a PEFT LoRA layer adds to its base layer's output now (none when merged in or disabled)."""
+    return [] if m.merged or m.disable_adapters else [name for name in m.active_adapters if name in m.lora_A]
 
 
 def _adapter_unsupported(m, training: bool) -> str | None:
     """Why a wrapped projection cannot be merged into the step's weights (None: a plain PEFT LoRA layer)."""
     if type(getattr(m, "base_layer", None)) is not torch.nn.Linear or not hasattr(m, "lora_A"):
         return f"wrapped projections ({type(m).__name__})"
-    if m.merged or m.disable_adapters:
-        return None  # the base layer alone is the projection
-    for name in m.active_adapters:
-        if name not in m.lora_A:
-            continue
+    for name in _adding(m):
         if name in getattr(m, "lora_variant", {}) or m.lora_B[name].bias is not None:
             return "LoRA variants (DoRA, a bias on B)"
         if training and not isinstance(m.lora_dropout[name], torch.nn.Identity):
@@ -84,11 +90,9 @@ def projection(m) -> tuple[torch.Tensor, torch.Tensor | None]:
     if type(m) is torch.nn.Linear:
         return m.weight, m.bias
     weight = m.base_layer.weight
-    if not (m.merged or m.disable_adapters):
-        for name in m.active_adapters:
-            if name in m.lora_A:
-                a, b = m.lora_A[name].weight, m.lora_B[name].weight
-                weight = weight + m.scaling[name] * (b.to(weight.dtype) @ a.to(weight.dtype))
+    for name in _adding(m):
+        a, b = m.lora_A[name].weight, m.lora_B[name].weight
+        weight = weight + m.scaling[name] * (b.to(weight.dtype) @ a.to(weight.dtype))
     return weight, m.base_layer.bias
 
 
