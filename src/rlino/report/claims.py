@@ -259,7 +259,7 @@ CLAIMS = (
     Claim("fisft_pos_matches_grpo", "F-ISFT+ reaches accuracy comparable to, or slightly below, GRPO",
           ("fisft_pos", "grpo"), f"the interval of the paired difference lies above −{MARGIN:g} points (holds) or "
           f"wholly below it (does not hold)", not_much_below("fisft_pos", "grpo")),
-    Claim("fisft_neg_collapses", "F-ISFT− alone collapses to near 0 on Countdown", ("fisft_neg",),
+    Claim("fisft_neg_collapses", "F-ISFT− alone collapses to near 0 (the paper's finding on Countdown)", ("fisft_neg",),
           f"the interval over seeds of the accuracy lies below {COLLAPSE:g}% (holds), or at or above the base "
           "model's accuracy (does not hold)", collapses("fisft_neg")),
     Claim("wrong_lengths_grow", "Wrong responses grow longer under GRPO and F-ISFT+−, not under F-ISFT+",
