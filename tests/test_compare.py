@@ -197,6 +197,36 @@ def test_resume_with_a_changed_config_is_refused(small, change, capsys):
     assert snapshot(out) == before
 
 
+def test_resume_can_add_seeds_and_keeps_the_finished_ones(small, tmp_path, capsys):
+    """--resume --seeds 3 on a finished 2-seed compare runs seed 2 of each arm, leaves seeds 0-1 byte for byte, and
+    seed 2's run is the one `rlino train --arm` makes on that seed; the report then rests on 3 seeds. A config that
+    drops a seed is refused and leaves the folder untouched."""
+    cfg, done, _ = small
+    out = tmp_path / "cmp"
+    shutil.copytree(done, out)
+    arms = ("grpo", "fisft_pos_neg_tokmean")
+    kept = {(a, k): snapshot(out / "runs" / a / k) for a in arms for k in SEEDS}
+    assert main(["compare", str(cfg), "--out", str(out), "--seeds", "3", "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "adding seed-2 to the 2 seed(s) started with" in printed
+    assert printed.count("already finished, skipped") == 4
+    assert {(a, k): snapshot(out / "runs" / a / k) for a in arms for k in SEEDS} == kept
+    results = json.loads((out / "results.json").read_text())
+    for arm in results["arms"].values():
+        assert arm["seeds"] == [*SEEDS, "seed-2"] and arm["per_seed"]["seed-2"]["seed"] == 2
+        assert arm["interval"].startswith("95% t-interval over 3 seeds")
+    alone = tmp_path / "alone"
+    args = ["--arm", "fisft_pos_neg_tokmean", "--set", "train.seed=2", "--out", str(alone)]
+    assert main(["train", str(cfg), *args]) == 0
+    assert untimed(jsonl(alone / "metrics.jsonl")) == untimed(
+        jsonl(out / "runs" / "fisft_pos_neg_tokmean" / "seed-2" / "metrics.jsonl"))
+    capsys.readouterr()
+    before = snapshot(out)
+    assert main(["compare", str(cfg), "--out", str(out), "--resume"]) == 2  # the file's 2 seeds drop seed-2
+    assert "--resume can add seeds, not drop them" in capsys.readouterr().err
+    assert snapshot(out) == before
+
+
 @pytest.mark.parametrize("arms,message", [
     ('["grpo", "gpro"]', "unknown method 'gpro' (did you mean 'grpo'?)"),
     ("[]", "compare.arms must be a non-empty list"),

@@ -193,9 +193,11 @@ MUTATIONS: list[Mutation] = [
       ("tests/test_evaluate.py",), "pass@k reported as 'all k correct'"),
     # ---- compare, report, tasks and verifiers ---------------------------------------------------------------------
     M("compare_resume_ignores_config_change", "src/rlino/compare.py",
-      "if resume and folder.config.exists() and _results_config(read_toml(folder.config)) != _results_config(raw):",
+      "if _results_config(started) != _results_config(raw):",
       "if False:",
       ("tests/test_compare.py",), "a resumed comparison mixes two configs in one report"),
+    M("compare_resume_drops_seeds", "src/rlino/compare.py", "    if dropped:", "    if False:",
+      ("tests/test_compare.py",), "--resume with fewer seeds leaves finished runs outside the plan it reports"),
     M("compare_finished_off_by_one", FOLDER,
       "return last is not None and last >= steps", "return last is not None and last > steps",
       ("tests/test_compare.py",), "--resume never treats a finished arm as finished and trains it again"),

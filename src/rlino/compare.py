@@ -162,8 +162,10 @@ def compare(config_path: str | Path | None, overrides: list[str], out: str | Pat
     if folder.config.exists() and not resume:
         raise RlinoError(f"{folder.path} already holds a comparison: pass --resume to finish it, or choose another "
                          "--out")
-    if resume and folder.config.exists() and _results_config(read_toml(folder.config)) != _results_config(raw):
-        raise RlinoError(f"--resume {folder.path}: the config differs from the one it was started with")
+    if resume and folder.config.exists():
+        grown = _resumable(read_toml(folder.config), raw, shared.train.seed, folder)
+        if grown:
+            log(grown)
     folder.path.mkdir(parents=True, exist_ok=True)
     folder.config.write_text(tomli_w.dumps(raw))
     reps = replicates(raw["compare"], shared.train.seed)
@@ -187,8 +189,25 @@ def compare(config_path: str | Path | None, overrides: list[str], out: str | Pat
 
 
 def _results_config(raw: dict[str, Any]) -> dict[str, Any]:
-    """The config without the keys that do not change results (compare.workers), for --resume's check."""
-    return {**raw, "compare": {k: v for k, v in raw.get("compare", {}).items() if k != "workers"}}
+    """The config without the keys that do not change a run's results (compare.workers, compare.seeds), for
+    --resume's check."""
+    return {**raw, "compare": {k: v for k, v in raw.get("compare", {}).items() if k not in ("workers", "seeds")}}
+
+
+def _resumable(started: dict[str, Any], raw: dict[str, Any], first_seed: int, folder: CompareFolder) -> str | None:
+    """--resume's check: the config must be the one the comparison started with, except that it may add seeds
+    (every run is one arm on one seed, so the seeds already run are the same runs under the larger plan). Returns
+    the line to log when seeds were added; RlinoError when anything else differs or a seed would be dropped."""
+    if _results_config(started) != _results_config(raw):
+        raise RlinoError(f"--resume {folder.path}: the config differs from the one it was started with")
+    before = replicates(started.get("compare", {}), first_seed)
+    after = replicates(raw.get("compare", {}), first_seed)
+    dropped = [rep.label for rep in before if rep not in after]
+    if dropped:
+        raise RlinoError(f"--resume {folder.path}: the comparison was started with seed(s) {', '.join(dropped)}, "
+                         "which this config leaves out; --resume can add seeds, not drop them")
+    added = [rep.label for rep in after if rep not in before]
+    return f"adding {', '.join(added)} to the {len(before)} seed(s) started with" if added else None
 
 
 def run_arm(folder: CompareFolder, arm: Arm, rep: Replicate, cfg: Config, quiet: bool = False) -> None:
