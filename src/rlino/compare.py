@@ -162,13 +162,13 @@ def compare(config_path: str | Path | None, overrides: list[str], out: str | Pat
     if folder.config.exists() and not resume:
         raise RlinoError(f"{folder.path} already holds a comparison: pass --resume to finish it, or choose another "
                          "--out")
+    reps = replicates(raw["compare"], shared.train.seed)
     if resume and folder.config.exists():
-        grown = _resumable(read_toml(folder.config), raw, shared.train.seed, folder)
+        grown = _resumable(read_toml(folder.config), raw, reps, shared.train.seed, folder)
         if grown:
             log(grown)
     folder.path.mkdir(parents=True, exist_ok=True)
     folder.config.write_text(tomli_w.dumps(raw))
-    reps = replicates(raw["compare"], shared.train.seed)
     for base_seed in dict.fromkeys(rep.base_seed for rep in reps):
         path = folder.base_eval_for(base_seed)
         cfg = replicate_config(shared, Replicate(shared.train.seed, base_seed))
@@ -194,14 +194,15 @@ def _results_config(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "compare": {k: v for k, v in raw.get("compare", {}).items() if k not in ("workers", "seeds")}}
 
 
-def _resumable(started: dict[str, Any], raw: dict[str, Any], first_seed: int, folder: CompareFolder) -> str | None:
-    """--resume's check: the config must be the one the comparison started with, except that it may add seeds
-    (every run is one arm on one seed, so the seeds already run are the same runs under the larger plan). Returns
-    the line to log when seeds were added; RlinoError when anything else differs or a seed would be dropped."""
+def _resumable(started: dict[str, Any], raw: dict[str, Any], after: list[Replicate], first_seed: int,
+               folder: CompareFolder) -> str | None:
+    """--resume's check: the config (`raw`, planning the replicates `after`) must be the one the comparison started
+    with, except that it may add seeds (every run is one arm on one seed, so the seeds already run are the same runs
+    under the larger plan). Returns the line to log when seeds were added; RlinoError when anything else differs or
+    a seed would be dropped."""
     if _results_config(started) != _results_config(raw):
         raise RlinoError(f"--resume {folder.path}: the config differs from the one it was started with")
     before = replicates(started.get("compare", {}), first_seed)
-    after = replicates(raw.get("compare", {}), first_seed)
     dropped = [rep.label for rep in before if rep not in after]
     if dropped:
         raise RlinoError(f"--resume {folder.path}: the comparison was started with seed(s) {', '.join(dropped)}, "
